@@ -1,0 +1,3 @@
+// Importing this module registers every VJP rule. One file per op family.
+import './arithmetic.js';
+import './reduce.js';

@@ -1,0 +1,4 @@
+// Importing this module registers every shape rule.
+import './elementwise.js';
+import './nn.js';
+import './tensor.js';

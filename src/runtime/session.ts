@@ -1,0 +1,116 @@
+// ONNX Runtime execution: sessions are created once per graph and reused for every step.
+// Execution providers are chosen explicitly; an unavailable one is an error, never a silent CPU run.
+
+import ort from 'onnxruntime-node';
+import type { Graph } from '../ir/graph.js';
+import { type DType, type Tensor, type TensorData } from '../ir/tensor.js';
+import { graphToModelProto } from '../onnx/io.js';
+import { UserError } from '../util/errors.js';
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu' | 'auto';
+
+export interface RuntimeOptions {
+  ep?: ExecutionProvider;
+  /** Intra-op threads; 0 lets ONNX Runtime decide. */
+  threads?: number;
+  /** Called once when `auto` picks a provider, so the choice is said, not silent. */
+  log?: (msg: string) => void;
+}
+
+const ORT_DTYPE: Record<DType, ort.Tensor.Type> = {
+  float32: 'float32', float64: 'float64', float16: 'float16', int64: 'int64', int32: 'int32', int8: 'int8', uint8: 'uint8', bool: 'bool',
+};
+
+/** Providers this onnxruntime-node build can actually create a session with. */
+export async function providerWorks(ep: 'cpu' | 'cuda' | 'webgpu'): Promise<{ ok: boolean; reason?: string }> {
+  const listed = ort.listSupportedBackends().find((b) => b.name === ep);
+  if (!listed) return { ok: false, reason: `onnxruntime-node ${ort.env.versions.node} on this platform has no ${ep} provider` };
+  try {
+    // A one-node model: creating a session is the only reliable availability check.
+    const { graphToModelProto: toBytes } = await import('../onnx/io.js');
+    const { newGraph } = await import('../ir/builder.js');
+    const { graph, b } = newGraph('probe');
+    const x = graph.addInput('x', 'float32', [1]);
+    graph.markOutput(b.relu(x));
+    const s = await ort.InferenceSession.create(toBytes(graph), { executionProviders: [ep] });
+    await s.release();
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, reason: (e as Error).message.split('\n')[0] };
+  }
+}
+
+const FIX: Record<string, string> = {
+  cuda: 'install the CUDA binaries with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` on a machine with an NVIDIA GPU and CUDA 12 (see README), or use --ep cpu',
+  webgpu: 'WebGPU needs a GPU adapter visible to onnxruntime-node; use --ep cpu on machines without one',
+};
+
+export async function resolveProvider(ep: ExecutionProvider = 'cpu', log?: (m: string) => void): Promise<'cpu' | 'cuda' | 'webgpu'> {
+  if (ep === 'cpu') return 'cpu';
+  if (ep === 'auto') {
+    for (const cand of ['cuda', 'webgpu'] as const) {
+      if ((await providerWorks(cand)).ok) { log?.(`--ep auto: using ${cand}`); return cand; }
+    }
+    log?.('--ep auto: no GPU provider is available, using cpu');
+    return 'cpu';
+  }
+  if (ep !== 'cuda' && ep !== 'webgpu') throw new UserError(`unknown execution provider "${ep}"; use cpu, cuda, webgpu or auto`);
+  const probe = await providerWorks(ep);
+  if (!probe.ok) throw new UserError(`--ep ${ep} is not available (${probe.reason}); ${FIX[ep]}`);
+  return ep;
+}
+
+export function toOrt(t: Tensor): ort.Tensor {
+  return new ort.Tensor(ORT_DTYPE[t.dtype], t.data as any, t.dims);
+}
+
+export function fromOrt(t: ort.Tensor): Tensor {
+  const dtype = (Object.entries(ORT_DTYPE).find(([, v]) => v === t.type)?.[0] ?? 'float32') as DType;
+  return { dtype, dims: [...t.dims], data: t.data as TensorData };
+}
+
+export type Feeds = Record<string, ort.Tensor>;
+
+/** A compiled graph: one InferenceSession, its input/output names, and typed run helpers. */
+export class CompiledGraph {
+  private constructor(readonly session: ort.InferenceSession, readonly inputNames: readonly string[], readonly outputNames: readonly string[], readonly label: string) {}
+
+  static async create(graphOrBytes: Graph | Uint8Array, opts: RuntimeOptions & { label?: string } = {}): Promise<CompiledGraph> {
+    const bytes = graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(graphOrBytes);
+    const ep = await resolveProvider(opts.ep ?? 'cpu', opts.log);
+    const label = opts.label ?? (graphOrBytes instanceof Uint8Array ? 'model' : graphOrBytes.name);
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        executionProviders: [ep],
+        intraOpNumThreads: opts.threads ?? 0,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+      });
+    } catch (e) {
+      throw new Error(`ONNX Runtime rejected graph "${label}": ${(e as Error).message.split('\n')[0]}`);
+    }
+    return new CompiledGraph(session, session.inputNames, session.outputNames, label);
+  }
+
+  async run(feeds: Feeds, outputs?: string[]): Promise<Record<string, ort.Tensor>> {
+    for (const n of this.inputNames) if (!(n in feeds)) throw new Error(`graph "${this.label}" needs input "${n}", which was not given`);
+    try {
+      return await this.session.run(feeds, outputs ?? (this.outputNames as string[]));
+    } catch (e) {
+      throw new Error(`running graph "${this.label}" failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  /** Convenience for tests and one-off evaluation: host tensors in, host tensors out. */
+  async runTensors(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    const ortFeeds: Feeds = {};
+    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
+    const out = await this.run(ortFeeds);
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, fromOrt(v)]));
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
