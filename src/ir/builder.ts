@@ -65,8 +65,9 @@ export class Builder {
   transpose(a: string, perm: number[]) { return this.op('Transpose', [a], { perm }); }
   reshape(a: string, shape: number[]) { return this.op('Reshape', [a, this.ints(shape)]); }
   flatten(a: string, axis = 1) { return this.op('Flatten', [a], { axis }); }
-  unsqueeze(a: string, axes: number[]) { return this.op('Unsqueeze', [a, this.ints(axes)]); }
-  squeeze(a: string, axes: number[]) { return this.op('Squeeze', [a, this.ints(axes)]); }
+  // Squeeze/Unsqueeze took axes as an attribute before opset 13 (imported older models keep their opset).
+  unsqueeze(a: string, axes: number[]) { return this.graph.opset >= 13 ? this.op('Unsqueeze', [a, this.ints(axes)]) : this.op('Unsqueeze', [a], { axes }); }
+  squeeze(a: string, axes: number[]) { return this.graph.opset >= 13 ? this.op('Squeeze', [a, this.ints(axes)]) : this.op('Squeeze', [a], { axes }); }
   concat(values: string[], axis: number) { return values.length === 1 ? values[0]! : this.op('Concat', values, { axis }); }
   shapeOf(a: string) { return this.op('Shape', [a]); }
   slice(a: string, starts: number[], ends: number[], axes: number[], steps?: number[]) {

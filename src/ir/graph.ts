@@ -103,6 +103,14 @@ export class Graph {
     return name;
   }
 
+  /** Turn an initializer into a graph input (its value then comes from the caller at run time). */
+  promoteToInput(name: string): void {
+    const t = this.initializers.get(name);
+    if (!t) throw new GraphError(`"${name}" is not an initializer of graph "${this.name}"`);
+    this.initializers.delete(name);
+    if (!this.inputs.includes(name)) this.inputs.push(name);
+  }
+
   has(name: string): boolean {
     return this.inputs.includes(name) || this.initializers.has(name) || this.producers.has(name);
   }

@@ -48,12 +48,12 @@ export class Rng {
     return new Rng(Math.floor(this.next() * 4294967296) ^ Math.imul(salt + 1, 0x85ebca6b));
   }
 
-  fillUniform(out: Float32Array | Float64Array, lo: number, hi: number): typeof out {
+  fillUniform<T extends Float32Array | Float64Array>(out: T, lo: number, hi: number): T {
     for (let i = 0; i < out.length; i++) out[i] = this.uniform(lo, hi);
     return out;
   }
 
-  fillNormal(out: Float32Array | Float64Array, std = 1): typeof out {
+  fillNormal<T extends Float32Array | Float64Array>(out: T, std = 1): T {
     for (let i = 0; i < out.length; i++) out[i] = std * this.normal();
     return out;
   }

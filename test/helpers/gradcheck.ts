@@ -22,6 +22,8 @@ export interface GradInput {
   wrt?: boolean;
   /** Integer inputs (labels, indices) are passed as int64 and never differentiated. */
   int64?: boolean;
+  /** Shape declared in the graph when it differs from `shape`: symbolic dims (e.g. 'N') exercise run-time shape paths. */
+  graphShape?: (number | string)[];
 }
 
 export interface GradCheckOptions {
@@ -61,7 +63,7 @@ function initValues(inp: GradInput, rng: Rng): number[] {
 function buildGraphs(opts: GradCheckOptions, dtype: 'float32' | 'float64', rng: Rng) {
   const g = new Graph('gradcheck', opts.opset ?? 17);
   const b = new Builder(g);
-  const names = opts.inputs.map((i) => g.addInput(i.name, i.int64 ? 'int64' : dtype, i.shape));
+  const names = opts.inputs.map((i) => g.addInput(i.name, i.int64 ? 'int64' : dtype, i.graphShape ?? i.shape));
   const built = opts.build(b, names);
   const outs = Array.isArray(built) ? built : [built];
   // loss = sum_k sum(y_k * r_k)
@@ -150,4 +152,43 @@ export async function gradcheck(opts: GradCheckOptions): Promise<GradCheckReport
   await bwd.release();
   expect(failures, `gradient check (${dtype}) failed:\n${failures.slice(0, 10).join('\n')}`).toEqual([]);
   return { dtype, checked, maxAbsErr };
+}
+
+export interface GradientAtOptions {
+  inputs: GradInput[];
+  /** Build the op(s) under test; returns the one output whose vector-Jacobian product is taken. */
+  build: (b: Builder, inputs: string[]) => string;
+  /** Cotangent of the output, row-major (default: ones). */
+  cotangent?: number[];
+  dtype?: 'float32' | 'float64';
+  gradOptions?: GradOptions;
+  opset?: number;
+  seed?: number;
+}
+
+/**
+ * The analytic gradient alone, at given input values: for tests that compare against values
+ * computed by hand (conventions at kinks and ties, custom backward rules) rather than numerically.
+ */
+export async function gradientAt(opts: GradientAtOptions): Promise<{ output: number[]; grads: Record<string, number[]> }> {
+  const dtype = opts.dtype ?? 'float64';
+  const g = new Graph('gradientAt', opts.opset ?? 17);
+  const b = new Builder(g);
+  const names = opts.inputs.map((i) => g.addInput(i.name, i.int64 ? 'int64' : dtype, i.graphShape ?? i.shape));
+  const y = opts.build(b, names);
+  const shape = g.shape(y).map((d) => (typeof d === 'number' ? d : 1));
+  const cot = opts.cotangent ?? new Array<number>(numel(shape)).fill(1);
+  const loss = b.sumAll(b.mul(y, b.constant(makeTensor(dtype, shape, cot))));
+  const wrt = opts.inputs.filter((i) => !i.int64 && i.wrt !== false).map((i) => i.name);
+  const grads = addGradients(g, loss, wrt, opts.gradOptions);
+  g.outputs = [y];
+  for (const w of wrt) g.markOutput(grads[w]!);
+  const compiled = await CompiledGraph.create(g);
+  const rng = new Rng(opts.seed ?? 1234);
+  const values: Record<string, Tensor> = {};
+  for (const inp of opts.inputs) values[inp.name] = makeTensor(inp.int64 ? 'int64' : dtype, inp.shape, initValues(inp, rng));
+  const out = await compiled.runTensors(values);
+  await compiled.release();
+  const nums = (t: Tensor) => Array.from(t.data as ArrayLike<number>, Number);
+  return { output: nums(out[y]!), grads: Object.fromEntries(wrt.map((w) => [w, nums(out[grads[w]!]!)])) };
 }

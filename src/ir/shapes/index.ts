@@ -2,3 +2,4 @@
 import './elementwise.js';
 import './nn.js';
 import './tensor.js';
+import './topk.js';

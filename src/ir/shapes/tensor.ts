@@ -107,8 +107,10 @@ registerShape('Concat', (ctx) => {
 
 registerShape('Slice', (ctx) => {
   const x = shapeOf(ctx, 0);
-  const starts = constInput(ctx, 1), ends = constInput(ctx, 2);
-  const axes = constInput(ctx, 3) ?? starts?.map((_, i) => i);
+  // Before opset 10, starts/ends/axes are attributes.
+  const attr = (n: string) => ctx.node.attrs[n]?.value as number[] | undefined;
+  const starts = attr('starts') ?? constInput(ctx, 1), ends = attr('ends') ?? constInput(ctx, 2);
+  const axes = attr('axes') ?? constInput(ctx, 3) ?? starts?.map((_, i) => i);
   const steps = constInput(ctx, 4) ?? starts?.map(() => 1);
   if (!starts || !ends || !axes || !steps) throw new Error('starts/ends/axes/steps must be constants');
   const out = [...x];
@@ -255,9 +257,11 @@ registerShape('Split', (ctx) => {
   const n = ctx.node.outputs.length;
   const split = (ctx.node.attrs.split?.value as number[] | undefined) ?? constInput(ctx, 1);
   const d = x[axis];
+  // Without sizes the split is even; opset 18's num_outputs allows an uneven one, where the last chunk is smaller.
+  const chunk = typeof d === 'number' ? Math.ceil(d / n) : 0;
   return ctx.node.outputs.map((_, i) => {
     const out = [...x];
-    out[axis] = split ? split[i]! : typeof d === 'number' ? Math.ceil(d / n) : `${ctx.node.outputs[i]}_d${axis}`;
+    out[axis] = split ? split[i]! : typeof d === 'number' ? Math.max(0, Math.min(chunk, d - i * chunk)) : `${ctx.node.outputs[i]}_d${axis}`;
     return { dtype: input(ctx, 0).dtype, shape: out };
   });
 });

@@ -1,0 +1,80 @@
+"""PyTorch counterpart of `advrun bench`: the same train / attack / eval steps, timed the same way.
+
+Run by advrun with Debian's /usr/bin/python3 (python3-torch). Prints one JSON line:
+{"train": {"ms":..., "imgPerSec":...}, "attack": {...}, "eval": {...}}.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "test", "fixtures", "torch"))
+from make_fixtures import SmallCNN  # noqa: E402  (the reference small-cnn definition)
+
+
+def build(args):
+    if args.arch == "small-cnn":
+        return SmallCNN(args.in_channels, args.num_classes, args.width or 16, [0.5] * args.in_channels, [0.25] * args.in_channels)
+    raise SystemExit(f"torch_bench.py has no PyTorch definition of {args.arch}")
+
+
+def time_it(fn, iters, warmup, batch):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    ms = times[len(times) // 2]
+    return {"ms": ms, "imgPerSec": batch * 1000 / ms}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for name, typ, default in [("arch", str, "small-cnn"), ("batch", int, 128), ("eval-batch", int, 500), ("iters", int, 10), ("warmup", int, 2),
+                               ("threads", int, 2), ("in-channels", int, 1), ("image-size", int, 28), ("num-classes", int, 10), ("width", int, 0)]:
+        p.add_argument("--" + name, type=typ, default=default)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build(args)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.rand(args.batch, args.in_channels, args.image_size, args.image_size)
+    y = torch.randint(0, args.num_classes, (args.batch,))
+    xe = torch.rand(args.eval_batch, args.in_channels, args.image_size, args.image_size)
+
+    def train_step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    def attack_step():
+        model.eval()
+        xa = x.clone().requires_grad_(True)
+        loss = F.cross_entropy(model(xa), y, reduction="sum")
+        torch.autograd.grad(loss, xa)
+
+    def eval_step():
+        model.eval()
+        with torch.no_grad():
+            model(xe)
+
+    for p_ in model.parameters():
+        p_.requires_grad_(True)
+    out = {"train": time_it(train_step, args.iters, args.warmup, args.batch)}
+    for p_ in model.parameters():
+        p_.requires_grad_(False)
+    out["attack"] = time_it(attack_step, args.iters, args.warmup, args.batch)
+    out["eval"] = time_it(eval_step, args.iters, args.warmup, args.eval_batch)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

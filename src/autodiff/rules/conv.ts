@@ -1,0 +1,177 @@
+// VJP rules for Conv and ConvTranspose, emitted as standard ONNX ops only (ONNX Runtime's ConvGrad
+// lives in the com.microsoft training domain, which the inference builds do not ship).
+//
+// Notation: x [N, C, *S] input, w [M, C/G, *k] weight, y [N, M, *O] output, G groups,
+// strides s, dilations d, pads pb (begin) / pe (end), span = (k-1)*d + 1 per spatial axis.
+//
+// - Input gradient of Conv is ConvTranspose with the same weight, strides, dilations, groups and pads;
+//   output_padding restores the input size (rows the forward windows never reached get zero).
+// - Weight gradient is im2col over the whole batch + one batched MatMul that contracts over N*Ho*Wo
+//   (convWeightGrad), rather than the textbook Conv of the transposed input with the batch-sized output
+//   gradient as its kernel: the work is one large GEMM, whatever the batch size.
+// - ConvTranspose's own VJP uses the same two pieces with the roles swapped, so second-order
+//   products (Hessian-vector, gradient penalties) can go back through convolution layers.
+
+import type { Builder } from '../../ir/builder.js';
+import { attrInt, attrInts, attrString, type Node, type Shape } from '../../ir/graph.js';
+import { windowGeometry } from '../../ir/conv-geometry.js';
+import { registerVjp } from '../registry.js';
+
+/** Static sizes of `name`'s dims from `from` on (spatial dims must be static to build window graphs). */
+export function staticDims(b: Builder, name: string, from: number): number[] {
+  const s = b.shape(name);
+  return s.slice(from).map((d, i) => {
+    if (typeof d !== 'number') throw new Error(`dimension ${from + i} of "${name}" [${s}] must be static`);
+    return d;
+  });
+}
+
+/** Static size of one dim (channels, usually). */
+export function staticDim(b: Builder, name: string, axis: number): number {
+  return staticDims(b, name, axis)[0]!;
+}
+
+/**
+ * A Reshape target for `shape` that also works when its leading (batch) dim is symbolic: -1 there.
+ * Every other dim must be static.
+ */
+export function batchShape(shape: Shape): number[] {
+  return shape.map((d, i) => {
+    if (typeof d === 'number') return d;
+    if (i === 0) return -1;
+    throw new Error(`only the batch dimension may be symbolic, got [${shape}]`);
+  });
+}
+
+/** Reshape `v` to `like`'s shape (batch dim may be symbolic). */
+export function reshapeLike(b: Builder, v: string, like: string): string {
+  return b.reshape(v, batchShape(b.shape(like)));
+}
+
+const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => i + from);
+
+/** Sum over the batch and spatial axes: the gradient of a per-channel bias [M] from gy [N, M, ...]. */
+export function channelBiasGrad(b: Builder, gy: string): string {
+  return b.reduceSum(gy, [0, ...range(b.rank(gy) - 2, 2)], false);
+}
+
+/** Every kernel offset (k_0, k_1, ...) in row-major order, the order of a weight's spatial dims. */
+function kernelOffsets(kernel: number[]): number[][] {
+  let out: number[][] = [[]];
+  for (const k of kernel) out = out.flatMap((prefix) => range(k).map((j) => [...prefix, j]));
+  return out;
+}
+
+export interface ConvWindow {
+  kernel: number[];
+  strides: number[];
+  dilations: number[];
+  /** Begin pads, one per spatial axis (end pads are implied by the output size). */
+  padsBegin: number[];
+}
+
+/**
+ * Weight gradient of a (grouped) convolution that maps `src` [N, C, *S] to `dst` [N, M, *O] with window `win`:
+ *   dW[m, c, *k] = sum over n, o of gdst[n, m, *o] * srcpad[n, g(m)*C/G + c, *(o*s + k*d)]
+ * returned as [M, C/G, *kernel].
+ *
+ * im2col over the whole batch: transpose src to [C, N, *S] once (src-sized, cheap), pad it, and take
+ * one strided Slice per kernel offset ([C, N, *O] each). Concatenating them on axis 1 gives
+ * [C, K*N, *O] whose row-major order is (g, c, k, n, o), so a plain Reshape yields the columns
+ * [G, C/G*K, N*P] (K kernel offsets, P output positions) without an element-wise transpose. The output
+ * gradient becomes [G, M/G, N*P] (a block copy: whole rows of P move), and one batched MatMul
+ * [G, M/G, N*P] x [G, N*P, C/G*K] gives dW per group, already in the weight's (M, C/G, *k) order.
+ * The columns enter that MatMul through Transpose(perm [0, 2, 1]), which ONNX Runtime folds into the
+ * GEMM (MatMul+Transpose fusion) instead of copying them. The batch enters only through -1 in Reshape targets.
+ */
+export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
+  const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
+  const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
+  const r = S.length;
+  const { kernel, strides, dilations, padsBegin } = win;
+  const Cg = C / group, Mg = M / group;
+  const K = kernel.reduce((a, c) => a * c, 1), P = O.reduce((a, c) => a * c, 1);
+
+  let xt = b.transpose(src, [1, 0, ...range(r, 2)]);
+  // End padding: exactly what the last window needs (rows no window reaches are simply not padded).
+  const padsEnd = S.map((n, i) => Math.max(0, strides[i]! * (O[i]! - 1) + (kernel[i]! - 1) * dilations[i]! + 1 - n - padsBegin[i]!));
+  if ([...padsBegin, ...padsEnd].some((p) => p !== 0)) xt = b.op('Pad', [xt, b.ints([0, 0, ...padsBegin, 0, 0, ...padsEnd])]);
+  const padded = S.map((n, i) => n + padsBegin[i]! + padsEnd[i]!);
+
+  const slices = kernelOffsets(kernel).map((off) => {
+    const starts = off.map((j, i) => j * dilations[i]!);
+    const ends = starts.map((st, i) => st + strides[i]! * (O[i]! - 1) + 1);
+    const whole = starts.every((st, i) => st === 0 && ends[i] === padded[i] && strides[i] === 1);
+    return whole ? xt : b.slice(xt, starts, ends, range(r, 2), strides);
+  });
+  const cols = b.reshape(b.concat(slices, 1), [group, Cg * K, -1]);                                   // [G, Cg*K, N*P]
+  const gyG = b.reshape(b.transpose(b.reshape(gdst, [-1, group, Mg, P]), [1, 2, 0, 3]), [group, Mg, -1]); // [G, Mg, N*P]
+  const dw = b.matmul(gyG, b.transpose(cols, [0, 2, 1]));                                             // [G, Mg, Cg*K]
+  return b.reshape(dw, [M, Cg, ...kernel]);
+}
+
+interface ConvAttrs {
+  kernel: number[];
+  strides: number[];
+  dilations: number[];
+  /** Explicit [begin..., end...] pads (auto_pad resolved). */
+  pads: number[];
+  group: number;
+}
+
+function convAttrs(b: Builder, node: Node): ConvAttrs {
+  const x = node.inputs[0]!, w = node.inputs[1]!;
+  const kernel = attrInts(node, 'kernel_shape', staticDims(b, w, 2));
+  const geo = windowGeometry(node, staticDims(b, x, 2), kernel);
+  return { kernel, strides: geo.strides, dilations: geo.dilations, pads: geo.pads, group: attrInt(node, 'group', 1) };
+}
+
+const nonZero = (v: number[]) => (v.some((p) => p !== 0) ? v : undefined);
+
+// y = Conv(x, w, bias)
+registerVjp('Conv', ({ b, node, gradOutputs: [gy], input, needs }) => {
+  const x = input(0), w = input(1);
+  const a = convAttrs(b, node);
+  const S = staticDims(b, x, 2), O = staticDims(b, gy!, 2);
+  const r = S.length;
+  let gx: string | undefined;
+  if (needs(0)) {
+    // ConvTranspose produces s*(O-1) + span - pb - pe (+ output_padding) positions; the forward may have
+    // skipped up to s-1 trailing input rows (floor in the output size), which output_padding restores.
+    const outPad = S.map((n, i) => n - (a.strides[i]! * (O[i]! - 1) + (a.kernel[i]! - 1) * a.dilations[i]! + 1 - a.pads[i]! - a.pads[i + r]!));
+    gx = b.op('ConvTranspose', [gy!, w], {
+      kernel_shape: a.kernel, strides: a.strides, dilations: a.dilations, group: a.group,
+      pads: a.pads, output_padding: nonZero(outPad),
+    });
+  }
+  const gw = needs(1) ? convWeightGrad(b, x, gy!, { ...a, padsBegin: a.pads.slice(0, r) }, a.group) : undefined;
+  const gb = node.inputs[2] && needs(2) ? channelBiasGrad(b, gy!) : undefined;
+  return [gx, gw, gb];
+});
+
+// y = ConvTranspose(x, w, bias): the adjoint of Conv(., w) with the same window, so
+//   dx = Conv(gy, w) with that window (x's side is the conv output side), and
+//   dw[ci, co, k] = sum gy_pad[n, co, i*s + k*d] * x[n, ci, i]: the Conv weight gradient with src = gy, gdst = x.
+registerVjp('ConvTranspose', ({ b, node, gradOutputs: [gy], input, needs }) => {
+  const x = input(0), w = input(1);
+  if (attrString(node, 'auto_pad', 'NOTSET') !== 'NOTSET' || node.attrs.output_shape) {
+    // Implicit ConvTranspose padding (SAME_* / output_shape) is not resolved here; advrun itself only emits explicit pads.
+    throw new Error('differentiating ConvTranspose needs explicit pads (auto_pad and output_shape are not supported)');
+  }
+  const S = staticDims(b, x, 2);
+  const r = S.length;
+  const kernel = attrInts(node, 'kernel_shape', staticDims(b, w, 2));
+  const strides = attrInts(node, 'strides', Array(r).fill(1));
+  const dilations = attrInts(node, 'dilations', Array(r).fill(1));
+  const pads = attrInts(node, 'pads', Array(2 * r).fill(0));
+  const group = attrInt(node, 'group', 1);
+  let gx: string | undefined;
+  if (needs(0)) {
+    // Conv's output size floor((s*(S-1) + output_padding)/s) + 1 is S because output_padding < stride
+    // (ONNX Runtime rejects larger output_padding in the forward ConvTranspose).
+    gx = b.op('Conv', [gy!, w], { kernel_shape: kernel, strides, dilations, group, pads });
+  }
+  const gw = needs(1) ? convWeightGrad(b, gy!, x, { kernel, strides, dilations, padsBegin: pads.slice(0, r) }, group) : undefined;
+  const gb = node.inputs[2] && needs(2) ? channelBiasGrad(b, gy!) : undefined;
+  return [gx, gw, gb];
+});

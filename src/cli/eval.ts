@@ -1,0 +1,71 @@
+// `advrun eval`: clean and robust accuracy of a checkpoint under one attack.
+
+import type { CommandModule } from 'yargs';
+import { ATTACK_NAMES } from '../attacks/index.js';
+import { checkStateMatches, loadCheckpoint } from '../checkpoint/checkpoint.js';
+import { loadDataset, type Split } from '../data/index.js';
+import { evaluate } from '../eval/evaluate.js';
+import { ensureArtifacts } from '../train/artifacts.js';
+import { parseFraction } from '../train/config.js';
+import { initialState, ModelRuntime } from '../train/runtime.js';
+import { UserError } from '../util/errors.js';
+import { provenance } from '../util/provenance.js';
+import { GRAPHS_DIR } from './train.js';
+
+export const evalCommand: CommandModule = {
+  command: 'eval',
+  describe: 'evaluate a checkpoint: clean accuracy and accuracy under an attack',
+  builder: (y) => y
+    .option('model', { type: 'string', demandOption: true, describe: 'checkpoint (.safetensors written by advrun train)' })
+    .option('dataset', { type: 'string', describe: "dataset (default: the checkpoint's training dataset)" })
+    .option('data-dir', { type: 'string' })
+    .option('classes', { type: 'string', describe: "class subset (default: the checkpoint's)" })
+    .option('split', { choices: ['test', 'train', 'val'] as const, default: 'test' as const })
+    .option('limit', { type: 'number', describe: 'evaluate the first N examples' })
+    .option('attack', { choices: [...ATTACK_NAMES, 'none'], default: 'pgd' })
+    .option('eps', { type: 'string', default: '0.1', describe: 'budget in pixels, e.g. 0.1 or 8/255' })
+    .option('norm', { choices: ['linf', 'l2'] as const, default: 'linf' as const })
+    .option('steps', { type: 'number', describe: 'iterations (attack default when omitted: pgd 10, apgd 100)' })
+    .option('step-size', { type: 'string', describe: 'step size (attack default when omitted)' })
+    .option('random-start', { type: 'boolean', default: true, describe: '--no-random-start for deterministic PGD' })
+    .option('restarts', { type: 'number', default: 1 })
+    .option('n-queries', { type: 'number', describe: 'Square: queries per example (5000)' })
+    .option('seed', { type: 'number', default: 0 })
+    .option('batch-size', { type: 'number', default: 256 })
+    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, default: 'cpu' as const })
+    .option('threads', { type: 'number', default: 0 })
+    .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
+  handler: async (argv) => {
+    const a = argv as any;
+    const ck = loadCheckpoint(a.model);
+    const extra = ck.meta.extra ?? {};
+    const dataset = a.dataset ?? (extra.dataset as string | undefined);
+    if (!dataset) throw new UserError(`${a.model} does not record its dataset; pass --dataset`);
+    const classes = a.classes ?? (extra.classes as string | null) ?? undefined;
+    const ds = await loadDataset(dataset, a.split as Split, { dataDir: a.dataDir, classes, val: a.split === 'val' ? 0.1 : undefined });
+    const spec = ck.meta.model;
+    if (ds.channels !== spec.inChannels || ds.height !== spec.imageSize || ds.numClasses !== spec.numClasses) {
+      throw new UserError(`${a.model} expects ${spec.inChannels}x${spec.imageSize}x${spec.imageSize} images and ${spec.numClasses} classes but ${ds.name} has ${ds.channels}x${ds.height}x${ds.width} and ${ds.numClasses}`);
+    }
+    const art = ensureArtifacts({ model: spec, loss: { kind: 'ce', labelSmoothing: 0 }, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } }, GRAPHS_DIR);
+    const state = initialState(art.manifest, 0);
+    checkStateMatches(ck.state, new Map([...state].filter(([k]) => !k.startsWith('momentum.'))), a.model, spec.arch);
+    for (const k of state.keys()) if (ck.state.has(k)) state.set(k, ck.state.get(k)!);
+    const rt = new ModelRuntime(art, state, { ep: a.ep, threads: a.threads });
+    try {
+      const eps = parseFraction(a.eps, 'eps');
+      if (a.norm === 'linf' && !(eps >= 0 && eps <= 1)) throw new UserError(`--eps ${eps} is outside the data range [0, 1]`);
+      const r = await evaluate(rt, ds, {
+        attack: a.attack === 'none' ? null : a.attack, eps, norm: a.norm, steps: a.steps,
+        stepSize: a.stepSize === undefined ? undefined : parseFraction(a.stepSize, 'step-size'),
+        randomStart: a.randomStart, restarts: a.restarts, nQueries: a.nQueries, seed: a.seed, batchSize: a.batchSize, limit: a.limit,
+      });
+      for (const w of r.warnings) process.stderr.write(`advrun: warning: ${w}\n`);
+      const out = { clean_acc: r.clean_acc, robust_acc: r.robust_acc, n: r.n, attack: r.attack, model: a.model, arch: spec.arch, dataset: ds.name, split: a.split, seed: a.seed, bn_mode: 'eval', seconds: r.seconds, warnings: r.warnings, ...provenance() };
+      if (a.json) console.log(JSON.stringify(out));
+      else console.log(`${ds.name} ${a.split} n=${r.n}: clean ${(100 * r.clean_acc).toFixed(2)}%${r.robust_acc === null ? '' : `, ${a.attack} ${(100 * r.robust_acc).toFixed(2)}% (eps ${eps}, ${a.norm})`}`);
+    } finally {
+      await rt.release();
+    }
+  },
+};

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// advrun command line. Each command lives in its own module; user errors print one line, no stack.
+
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { isUserFacing } from '../util/errors.js';
+import { graphsCommand } from './graphs.js';
+import { benchCommand } from './bench.js';
+import { trainCommand } from './train.js';
+import { evalCommand } from './eval.js';
+import { VERSION } from '../version.js';
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName('advrun')
+    .usage('$0 <command> [options]\n\nAdversarial-robustness experiments on ONNX Runtime.')
+    .command(trainCommand)
+    .command(evalCommand)
+    .command(graphsCommand)
+    .command(benchCommand)
+    .demandCommand(1, 'name a command (see advrun --help)')
+    .strict()
+    .version(VERSION)
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .fail((msg, err) => {
+      if (err) throw err;
+      // Bad usage (unknown option, missing value): one line naming the problem and where to look.
+      process.stderr.write(`advrun: ${msg} (see \`advrun ${process.argv[2] && !process.argv[2].startsWith('-') ? process.argv[2] + ' ' : ''}--help\`)\n`);
+      process.exit(2);
+    })
+    .parseAsync();
+}
+
+main().catch((e: unknown) => {
+  if (isUserFacing(e)) {
+    process.stderr.write(`advrun: ${e.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`advrun: internal error: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,53 @@
+// Option groups shared by several commands, and their conversion into configs.
+
+import type { Argv } from 'yargs';
+import { archNames, parseActivation, type ModelSpec } from '../models/index.js';
+import type { SgdConfig } from '../train/optimizer.js';
+import { UserError } from '../util/errors.js';
+
+export function withModelOptions<T>(y: Argv<T>) {
+  return y
+    .option('arch', { type: 'string', default: 'small-cnn', describe: `architecture (${archNames().join(', ')})` })
+    .option('width', { type: 'number', describe: 'base width (channels of the first stage)' })
+    .option('activation', { type: 'string', default: 'relu', describe: 'relu|softplus|psoftplus(a)|silu|gelu|gelu-tanh|elu|celu(a)|smooth-relu' })
+    .option('in-channels', { type: 'number', default: 1, describe: 'input channels' })
+    .option('image-size', { type: 'number', default: 28, describe: 'input height = width' })
+    .option('num-classes', { type: 'number', default: 10, describe: 'number of classes' })
+    .option('mean', { type: 'string', default: '0.2860', describe: 'per-channel mean, comma-separated (normalisation inside the model)' })
+    .option('std', { type: 'string', default: '0.3530', describe: 'per-channel std, comma-separated' });
+}
+
+export function withOptimizerOptions<T>(y: Argv<T>) {
+  return y
+    .option('momentum', { type: 'number', default: 0.9 })
+    .option('nesterov', { type: 'boolean', default: false })
+    .option('weight-decay', { type: 'number', default: 5e-4 })
+    .option('label-smoothing', { type: 'number', default: 0 });
+}
+
+function numberList(text: string, what: string, n: number): number[] {
+  const v = text.split(',').map((s) => Number(s.trim()));
+  if (v.some((x) => !Number.isFinite(x))) throw new UserError(`--${what} "${text}" is not a comma-separated list of numbers`);
+  if (v.length === 1 && n > 1) return Array(n).fill(v[0]);
+  if (v.length !== n) throw new UserError(`--${what} has ${v.length} values but the model has ${n} input channels`);
+  return v;
+}
+
+export function modelSpecFrom(a: { arch: string; width?: number; activation: string; inChannels: number; imageSize: number; numClasses: number; mean: string; std: string }): ModelSpec {
+  for (const [k, v] of [['in-channels', a.inChannels], ['image-size', a.imageSize], ['num-classes', a.numClasses]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new UserError(`--${k} must be a positive integer, got ${v}`);
+  }
+  const std = numberList(a.std, 'std', a.inChannels);
+  if (std.some((s) => s <= 0)) throw new UserError('--std values must be positive');
+  return {
+    arch: a.arch, numClasses: a.numClasses, inChannels: a.inChannels, imageSize: a.imageSize, width: a.width,
+    activation: parseActivation(a.activation), mean: numberList(a.mean, 'mean', a.inChannels), std,
+  };
+}
+
+export function sgdFrom(a: { momentum: number; nesterov: boolean; weightDecay: number }): SgdConfig {
+  if (a.momentum < 0 || a.momentum >= 1) throw new UserError(`--momentum must be in [0, 1), got ${a.momentum}`);
+  if (a.nesterov && a.momentum === 0) throw new UserError('--nesterov needs a non-zero --momentum');
+  if (a.weightDecay < 0) throw new UserError('--weight-decay must be >= 0');
+  return { kind: 'sgd', momentum: a.momentum, nesterov: a.nesterov, weightDecay: a.weightDecay };
+}

@@ -1,0 +1,72 @@
+// `advrun train`: adversarial (or standard) training of a built-in architecture on a dataset.
+
+import { resolve } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { DATASET_NAMES } from '../data/index.js';
+import { archNames } from '../models/index.js';
+import { METHODS, readConfigFile, resolveTrainConfig, TRAIN_KEYS, type TrainConfig } from '../train/config.js';
+import { train } from '../train/loop.js';
+import { trainReporter } from './progress.js';
+
+export const GRAPHS_DIR = resolve(process.env.ADVRUN_GRAPHS_DIR ?? 'graphs');
+
+function options(y: Argv) {
+  return y
+    .option('config', { type: 'string', describe: 'YAML/JSON file with the same keys; command-line values override it' })
+    .option('arch', { type: 'string', describe: `architecture: ${archNames().join(', ')} (default small-cnn)` })
+    .option('width', { type: 'number', describe: 'base width (preact-resnet18: 64; wrn: widen factor)' })
+    .option('depth', { type: 'number', describe: 'WideResNet depth' })
+    .option('activation', { type: 'string', describe: 'relu|softplus|psoftplus(a)|silu|gelu|gelu-tanh|elu|celu(a)|smooth-relu' })
+    .option('dataset', { type: 'string', describe: `${DATASET_NAMES.join(', ')} (default fashion-mnist-mini, shipped)` })
+    .option('data-dir', { type: 'string', describe: 'directory holding the dataset files' })
+    .option('classes', { type: 'string', describe: 'class subset, e.g. 0-4 or 5,7,9' })
+    .option('val-split', { type: 'number', describe: 'fraction (or count) of the training set held out for validation (0.1)' })
+    .option('limit', { type: 'number', describe: 'use only this many training examples' })
+    .option('augment', { type: 'boolean', describe: 'random crop + flip (default true; --no-augment)' })
+    .option('method', { choices: METHODS, describe: 'training method (default pgd-at)' })
+    .option('epochs', { type: 'number' })
+    .option('batch-size', { type: 'number' })
+    .option('lr', { type: 'number' })
+    .option('schedule', { choices: ['piecewise', 'cosine', 'cyclic', 'constant'] })
+    .option('warmup', { type: 'number', describe: 'linear warm-up epochs' })
+    .option('momentum', { type: 'number' })
+    .option('nesterov', { type: 'boolean' })
+    .option('weight-decay', { type: 'number' })
+    .option('label-smoothing', { type: 'number' })
+    .option('eps', { type: 'string', describe: 'training attack L-inf budget in pixels, e.g. 0.1 or 8/255' })
+    .option('alpha', { type: 'string', describe: 'training attack step size (default: method-specific)' })
+    .option('steps', { type: 'number', describe: 'training attack steps' })
+    .option('beta', { type: 'number', describe: "TRADES' beta (6)" })
+    .option('val-steps', { type: 'number', describe: 'PGD steps for per-epoch validation (10)' })
+    .option('val-limit', { type: 'number', describe: 'validation examples evaluated per epoch (500)' })
+    .option('seed', { type: 'number' })
+    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'], describe: 'execution provider' })
+    .option('threads', { type: 'number', describe: 'ONNX Runtime intra-op threads (0 = all cores)' })
+    .option('out', { type: 'string', demandOption: true, describe: 'run directory' })
+    .option('resume', { type: 'boolean', default: false, describe: 'continue an interrupted run in --out' })
+    .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON; no progress output' });
+}
+
+const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Config file values, then command-line values on top (only the options the user actually gave). */
+export function mergeConfig(argv: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  const fromFile = argv.config ? readConfigFile(String(argv.config), keys) : {};
+  const fromCli: Record<string, unknown> = {};
+  for (const k of keys) if (argv[k] !== undefined) fromCli[k] = argv[k];
+  return { ...fromFile, ...fromCli };
+}
+
+export const trainCommand: CommandModule = {
+  command: 'train',
+  describe: 'train a model (standard, PGD-AT, TRADES, FGSM-RS) and write config, metrics, checkpoints, result',
+  builder: (y) => options(y),
+  handler: async (argv) => {
+    const a = argv as Record<string, unknown>;
+    const cfg: TrainConfig = resolveTrainConfig(mergeConfig(a, TRAIN_KEYS.map(camel)) as Partial<TrainConfig>);
+    const outcome = await train(cfg, { out: String(a.out), resume: !!a.resume, graphsDir: GRAPHS_DIR, reporter: trainReporter(!!a.json) });
+    const last = outcome.metrics[outcome.metrics.length - 1]!;
+    if (a.json) console.log(JSON.stringify({ out: outcome.files.dir, seconds: outcome.seconds, best_epoch: outcome.bestEpoch, final: last }));
+    else console.log(`done in ${outcome.seconds.toFixed(0)}s: ${outcome.files.dir} (val clean ${(100 * last.val_clean_acc).toFixed(1)}%${last.val_robust_acc === null ? '' : `, PGD-${cfg.valSteps} ${(100 * last.val_robust_acc).toFixed(1)}%`})`);
+  },
+};

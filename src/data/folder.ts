@@ -1,0 +1,167 @@
+// Image folders in torchvision ImageFolder layout: root/<class>/**/<image>. Classes are the
+// sub-directory names sorted by code point (Python's sorted()), files are walked in sorted order,
+// so label ids and example order match torchvision for the same tree.
+// If root has train/, val/ or test/ sub-directories, each split reads its own; otherwise the root
+// itself serves every split (a flat folder is one pool of images, e.g. for evaluation).
+
+import { promises as fsp, type Dirent } from 'node:fs';
+import * as path from 'node:path';
+import sharp, { type OutputInfo } from 'sharp';
+import { UserError } from '../util/errors.js';
+import { displayPath } from './paths.js';
+import type { Dataset, LoadOptions, Split } from './types.js';
+
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff'];
+const SPLIT_DIRS: Split[] = ['train', 'val', 'test'];
+/** Decode this many images at once: enough to keep libvips' threads busy without piling up buffers. */
+const CONCURRENCY = 16;
+
+function byCodePoint(a: string, b: string): number {
+  const x = [...a];
+  const y = [...b];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = x[i]!.codePointAt(0)! - y[i]!.codePointAt(0)!;
+    if (d) return d;
+  }
+  return x.length - y.length;
+}
+
+async function readDir(dir: string): Promise<Dirent[]> {
+  try {
+    return (await fsp.readdir(dir, { withFileTypes: true })).sort((a, b) => byCodePoint(a.name, b.name));
+  } catch (e) {
+    throw new UserError(`${displayPath(dir)}: cannot read directory (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+}
+
+/** Follows symlinks like torchvision (os.walk(followlinks=True)). */
+async function isDir(p: string, d: Dirent): Promise<boolean> {
+  if (d.isDirectory()) return true;
+  if (!d.isSymbolicLink()) return false;
+  return (await fsp.stat(p).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+async function walkImages(dir: string, out: string[]): Promise<void> {
+  for (const d of await readDir(dir)) {
+    const p = path.join(dir, d.name);
+    if (await isDir(p, d)) await walkImages(p, out);
+    else if (IMAGE_EXTENSIONS.includes(path.extname(d.name).toLowerCase())) out.push(p);
+  }
+}
+
+/** The directory holding the class folders for `split` (see the header comment). */
+export async function folderSplitDir(root: string, split: Split): Promise<string | undefined> {
+  const entries = await readDir(root);
+  const splits: string[] = [];
+  for (const d of entries) if (SPLIT_DIRS.includes(d.name as Split) && (await isDir(path.join(root, d.name), d))) splits.push(d.name);
+  if (splits.length === 0) return root;
+  return splits.includes(split) ? path.join(root, split) : undefined;
+}
+
+export async function scanImageFolder(dir: string): Promise<{ classNames: string[]; files: string[]; labels: number[] }> {
+  const classNames: string[] = [];
+  for (const d of await readDir(dir)) if (await isDir(path.join(dir, d.name), d)) classNames.push(d.name);
+  if (classNames.length === 0) {
+    throw new UserError(`${displayPath(dir)}: no class sub-directories; expected <root>/<class>/*.jpg|png`);
+  }
+  const files: string[] = [];
+  const labels: number[] = [];
+  for (const [label, name] of classNames.entries()) {
+    const before = files.length;
+    await walkImages(path.join(dir, name), files);
+    if (files.length === before) {
+      throw new UserError(`${displayPath(path.join(dir, name))}: class folder has no images (${IMAGE_EXTENSIONS.join(' ')})`);
+    }
+    for (let i = before; i < files.length; i++) labels.push(label);
+  }
+  return { classNames, files, labels };
+}
+
+/** Decode, resize (scale to cover, centre crop) and convert one image into CHW floats in [0, 1]. */
+export async function decodeImage(file: string, height: number, width: number, channels: 1 | 3, out: Float32Array): Promise<void> {
+  let data: Buffer;
+  let info: OutputInfo;
+  try {
+    ({ data, info } = await sharp(file)
+      .resize(width, height, { fit: 'cover', position: 'centre' })
+      .removeAlpha()
+      .toColourspace(channels === 3 ? 'srgb' : 'b-w')
+      .raw()
+      .toBuffer({ resolveWithObject: true }));
+  } catch (e) {
+    throw new UserError(`${displayPath(file)}: cannot decode image (${(e as Error).message}); remove or replace it`);
+  }
+  if (info.channels !== channels || info.width !== width || info.height !== height) {
+    throw new Error(`decodeImage: sharp returned ${info.width}x${info.height}x${info.channels} for ${file}`);
+  }
+  const plane = height * width;
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < channels; c++) out[c * plane + p] = data[p * channels + c]! / 255;
+  }
+}
+
+function sizeOf(opts: LoadOptions): [number, number] {
+  const s = opts.imageSize ?? 32;
+  const [h, w] = Array.isArray(s) ? s : [s, s];
+  if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1 || h > 4096 || w > 4096) {
+    throw new UserError(`--image-size ${s}: must be a whole number of pixels (1..4096) or HxW`);
+  }
+  return [h, w];
+}
+
+/** Per-channel mean/std of the loaded images: folders have no conventional statistics. */
+function channelStats(images: Float32Array, n: number, c: number, plane: number): { mean: number[]; std: number[] } {
+  const mean: number[] = [];
+  const std: number[] = [];
+  for (let ch = 0; ch < c; ch++) {
+    let s = 0;
+    let s2 = 0;
+    for (let i = 0; i < n; i++) {
+      const base = (i * c + ch) * plane;
+      for (let p = 0; p < plane; p++) {
+        const v = images[base + p]!;
+        s += v;
+        s2 += v * v;
+      }
+    }
+    const m = s / (n * plane);
+    mean.push(m);
+    std.push(Math.sqrt(Math.max(s2 / (n * plane) - m * m, 0)) || 1);
+  }
+  return { mean, std };
+}
+
+export async function loadImageFolder(spec: string, split: Split, opts: LoadOptions): Promise<Dataset> {
+  const root = path.resolve(spec);
+  const st = await fsp.stat(root).catch(() => undefined);
+  if (!st?.isDirectory()) throw new UserError(`folder:${spec}: no such directory`);
+  const dir = await folderSplitDir(root, split);
+  if (!dir) {
+    const hint = split === 'val' ? ' (or pass --val to hold out part of train/)' : '';
+    throw new UserError(`folder:${spec}: has split sub-directories but no ${split}/${hint}`);
+  }
+  const { classNames, files, labels } = await scanImageFolder(dir);
+  const [height, width] = sizeOf(opts);
+  const channels = opts.channels ?? 3;
+  const per = channels * height * width;
+  const images = new Float32Array(files.length * per);
+  for (let i = 0; i < files.length; i += CONCURRENCY) {
+    const chunk = files.slice(i, i + CONCURRENCY);
+    await Promise.all(chunk.map((f, k) => decodeImage(f, height, width, channels, images.subarray((i + k) * per, (i + k + 1) * per))));
+  }
+  return {
+    name: `folder:${spec}`,
+    split,
+    n: files.length,
+    channels,
+    height,
+    width,
+    numClasses: classNames.length,
+    classNames,
+    originalClassIds: classNames.map((_, i) => i),
+    ...channelStats(images, files.length, channels, height * width),
+    images,
+    labels: Int32Array.from(labels),
+    source: dir,
+  };
+}

@@ -1,0 +1,87 @@
+// Robustness evaluation: clean accuracy and accuracy under an attack, run on the points the model
+// classifies correctly (the others already count as errors), with gradient-masking sanity checks.
+
+import { createAttack, type Attack, type AttackModel, type CreateAttackOptions } from '../attacks/index.js';
+import { batches, type Dataset } from '../data/index.js';
+import { accuracy } from '../train/loop.js';
+
+export interface EvalResult {
+  clean_acc: number;
+  robust_acc: number | null;
+  n: number;
+  attack: Record<string, unknown> | null;
+  warnings: string[];
+  seconds: number;
+}
+
+function gatherCorrect(x: Float32Array, y: Int32Array, logits: Float32Array, k: number, per: number) {
+  const idx: number[] = [];
+  for (let i = 0; i < y.length; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (logits[i * k + j]! > logits[i * k + best]!) best = j;
+    if (best === y[i]) idx.push(i);
+  }
+  const xs = new Float32Array(idx.length * per);
+  idx.forEach((src, dst) => xs.set(x.subarray(src * per, (src + 1) * per), dst * per));
+  return { x: xs, y: Int32Array.from(idx, (i) => y[i]!), n: idx.length };
+}
+
+/** Warnings for the usual signs of gradient masking or a mis-wired model (AutoAttack checks.py, ART). */
+async function sanityChecks(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<string[]> {
+  const warnings: string[] = [];
+  const k = model.numClasses;
+  const { grad, logits } = await model.lossGrad(x, n, { kind: 'ce', labels: y });
+  if (grad.some((v) => Number.isNaN(v))) warnings.push('the input gradient contains NaN: attacks cannot be trusted');
+  const per = grad.length / n;
+  let zero = 0;
+  for (let i = 0; i < n; i++) if (grad.subarray(i * per, (i + 1) * per).every((v) => v === 0)) zero++;
+  if (zero > n / 2) warnings.push(`${zero}/${n} examples have an all-zero input gradient (possible gradient masking)`);
+  let softmaxRows = 0;
+  for (let i = 0; i < n; i++) {
+    const row = logits.subarray(i * k, (i + 1) * k);
+    const sum = row.reduce((a, v) => a + v, 0);
+    if (row.every((v) => v >= 0 && v <= 1) && Math.abs(sum - 1) < 1e-3) softmaxRows++;
+  }
+  if (softmaxRows === n) warnings.push('the model outputs look like probabilities (softmax), not logits: CE/DLR attacks are weakened');
+  return warnings;
+}
+
+export interface EvaluateOptions extends CreateAttackOptions {
+  attack: string | null;
+  batchSize: number;
+  limit?: number;
+}
+
+export async function evaluate(model: AttackModel, ds: Dataset, o: EvaluateOptions): Promise<EvalResult> {
+  const t0 = Date.now();
+  const n = Math.min(o.limit ?? ds.n, ds.n);
+  const attack: Attack | null = o.attack ? createAttack(o.attack, o) : null;
+  const per = ds.channels * ds.height * ds.width;
+  const k = ds.numClasses;
+  let clean = 0, robust = 0, seen = 0;
+  let warnings: string[] = [];
+  let whiteBoxRobust = 0, blackBoxExtra = 0;
+  for (const batch of batches(ds, { batchSize: o.batchSize, shuffle: false })) {
+    if (seen >= n) break;
+    const m = Math.min(batch.n, n - seen);
+    const x = batch.x.subarray(0, m * per), y = batch.y.subarray(0, m);
+    if (seen === 0) warnings = await sanityChecks(model, x, y, m);
+    const logits = await model.logits(x, m);
+    clean += accuracy(logits, y, k);
+    if (attack) {
+      const c = gatherCorrect(x, y, logits, k, per);
+      if (c.n > 0) {
+        const r = await attack.run(model, c.x, c.y, c.n);
+        robust += r.robust.reduce((a, v) => a + v, 0);
+        const stages = r.stages;
+        if (stages) {
+          whiteBoxRobust += stages.find((s) => s.name === 'apgd-t')?.robust ?? 0;
+          blackBoxExtra += (stages.find((s) => s.name === 'apgd-t')?.robust ?? 0) - (stages.find((s) => s.name === 'square')?.robust ?? 0);
+        }
+      }
+    }
+    seen += m;
+  }
+  if (blackBoxExtra > 0) warnings.push(`the black-box Square attack broke ${blackBoxExtra} points the white-box APGD attacks did not (of ${whiteBoxRobust}): a sign of gradient masking`);
+  return { clean_acc: clean / n, robust_acc: attack ? robust / n : null, n, attack: attack ? attack.settings() : null, warnings, seconds: (Date.now() - t0) / 1000 };
+}

@@ -1,0 +1,129 @@
+// Layer helpers shared by the built-in architectures. They emit ONNX nodes through the Builder,
+// create parameters as initializers named like PyTorch's state_dict (conv1.weight, bn1.running_mean, ...)
+// and initialise them as PyTorch does by default (kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+
+import { Builder } from '../ir/builder.js';
+import { Graph } from '../ir/graph.js';
+import { makeTensor, numel } from '../ir/tensor.js';
+import { Rng } from '../util/random.js';
+import { applyActivation, type Activation } from './activations.js';
+
+/** 'train': batch statistics, running stats updated. 'eval': running statistics. */
+export type BnMode = 'train' | 'eval';
+
+export interface ParamInfo {
+  name: string;
+  /** false for parameters excluded from weight decay (SAT's SmoothReLU scalar). */
+  decay: boolean;
+}
+
+export const BN_EPS = 1e-5;
+export const BN_MOMENTUM = 0.1;
+
+export class ModelBuilder {
+  readonly graph: Graph;
+  readonly b: Builder;
+  readonly params: ParamInfo[] = [];
+  readonly buffers: string[] = [];
+  /** buffer name -> value holding its updated value after a train-mode forward pass */
+  readonly bufferUpdates: Record<string, string> = {};
+  private rng: Rng;
+
+  /** BN mode of the forward pass being built; a graph may hold several passes (TRADES: clean and adversarial). */
+  bnMode: BnMode;
+
+  constructor(name: string, bnMode: BnMode, seed: number, readonly activation: Activation) {
+    this.bnMode = bnMode;
+    this.graph = new Graph(name, 17);
+    this.b = new Builder(this.graph);
+    this.rng = new Rng(seed);
+  }
+
+  /** Create a parameter, or reuse it when a second forward pass over the same weights asks for it again. */
+  param(name: string, dims: number[], init: (rng: Rng, n: number) => number[] | Float32Array, decay = true): string {
+    if (this.graph.initializers.has(name)) return name;
+    const values = init(this.rng, numel(dims));
+    this.graph.addInitializer(name, makeTensor('float32', dims, values));
+    this.params.push({ name, decay });
+    return name;
+  }
+
+  buffer(name: string, dims: number[], fill: number): string {
+    if (this.graph.initializers.has(name)) return name;
+    this.graph.addInitializer(name, makeTensor('float32', dims, new Array(numel(dims)).fill(fill)));
+    this.buffers.push(name);
+    return name;
+  }
+
+  private uniform(bound: number) {
+    return (rng: Rng, n: number) => rng.fillUniform(new Float32Array(n), -bound, bound);
+  }
+
+  /** Per-channel (x - mean) / std as constants inside the model, so attacks work in [0,1] pixel space. */
+  normalize(x: string, mean: number[], std: number[]): string {
+    if (mean.every((v) => v === 0) && std.every((v) => v === 1)) return x; // the model takes raw [0,1] pixels
+    const shape = [1, mean.length, 1, 1];
+    const m = this.b.constant(makeTensor('float32', shape, mean));
+    const s = this.b.constant(makeTensor('float32', shape, std));
+    return this.b.div(this.b.sub(x, m), s);
+  }
+
+  conv(x: string, name: string, cin: number, cout: number, k: number, opts: { stride?: number; pad?: number; bias?: boolean; groups?: number } = {}): string {
+    const groups = opts.groups ?? 1;
+    const fanIn = (cin / groups) * k * k;
+    const w = this.param(`${name}.weight`, [cout, cin / groups, k, k], this.uniform(1 / Math.sqrt(fanIn)));
+    const inputs = [x, w];
+    if (opts.bias) inputs.push(this.param(`${name}.bias`, [cout], this.uniform(1 / Math.sqrt(fanIn))));
+    const s = opts.stride ?? 1, p = opts.pad ?? 0;
+    return this.b.op('Conv', inputs, { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p], group: groups });
+  }
+
+  /** nn.Linear: y = x W^T + b with W [out, in]. */
+  linear(x: string, name: string, fin: number, fout: number): string {
+    const bound = 1 / Math.sqrt(fin);
+    const w = this.param(`${name}.weight`, [fout, fin], this.uniform(bound));
+    const bias = this.param(`${name}.bias`, [fout], this.uniform(bound));
+    return this.b.op('Gemm', [x, w, bias], { transB: 1 });
+  }
+
+  /**
+   * nn.BatchNorm2d. In train mode the batch mean and biased variance are computed explicitly and fed to an
+   * inference-mode BatchNormalization (same output as batch-statistics BN, and its gradient flows through the
+   * statistics). ONNX Runtime's own training_mode=1 kernel is avoided: it may write the running statistics
+   * in place into its input buffers, and ONNX's running-stat update differs from PyTorch's (momentum
+   * convention, unbiased variance). The running statistics are updated here with PyTorch's rule.
+   */
+  batchNorm(x: string, name: string, c: number, mode: BnMode = this.bnMode): string {
+    const scale = this.param(`${name}.weight`, [c], (_, n) => new Float32Array(n).fill(1));
+    const bias = this.param(`${name}.bias`, [c], (_, n) => new Float32Array(n));
+    const rm = this.buffer(`${name}.running_mean`, [c], 0);
+    const rv = this.buffer(`${name}.running_var`, [c], 1);
+    return this.batchNormWith(x, { scale, bias, rm, rv }, mode);
+  }
+
+  /** BatchNorm over given parameter/statistics values (TWINS builds two wings over shared names). */
+  batchNormWith(x: string, v: { scale: string; bias: string; rm: string; rv: string }, mode: BnMode): string {
+    const b = this.b;
+    if (mode === 'eval') return b.op('BatchNormalization', [x, v.scale, v.bias, v.rm, v.rv], { epsilon: BN_EPS });
+    const axes = [0, ...b.shape(x).slice(2).map((_, i) => i + 2)];
+    const meanKeep = b.reduceMean(x, axes, true);
+    const centered = b.sub(x, meanKeep);
+    const varBiased = b.reduceMean(b.mul(centered, centered), axes, false);
+    const mean = b.reshape(meanKeep, [-1]);
+    const y = b.op('BatchNormalization', [x, v.scale, v.bias, mean, varBiased], { epsilon: BN_EPS });
+    // n = elements per channel = numel(x) / C, known only at run time (the batch is symbolic).
+    const c = b.shape(x)[1] as number;
+    const n = b.div(b.cast(b.op('Size', [x]), 'float32'), b.scalar(c));
+    const unbiased = b.mul(varBiased, b.div(n, b.sub(n, b.scalar(1))));
+    const m = BN_MOMENTUM;
+    // A later pass over the same layer updates the statistics the earlier pass left (as PyTorch does).
+    const rm = this.bufferUpdates[v.rm] ?? v.rm, rv = this.bufferUpdates[v.rv] ?? v.rv;
+    this.bufferUpdates[v.rm] = b.add(b.scale(rm, 1 - m), b.scale(mean, m));
+    this.bufferUpdates[v.rv] = b.add(b.scale(rv, 1 - m), b.scale(unbiased, m));
+    return y;
+  }
+
+  act(x: string, layer: string): string {
+    return applyActivation(this, x, this.activation, layer);
+  }
+}

@@ -1,0 +1,115 @@
+// The resolved configuration of a training run: every setting that changes the result, with the
+// defaults of the adversarial-training literature, validated before anything runs.
+
+import { readFileSync } from 'node:fs';
+import { closest } from 'fastest-levenshtein';
+import YAML from 'yaml';
+import { UserError } from '../util/errors.js';
+import type { ScheduleKind } from './schedule.js';
+
+export const METHODS = ['standard', 'pgd-at', 'trades', 'fgsm-rs'] as const;
+export type Method = (typeof METHODS)[number];
+
+export interface TrainConfig {
+  arch: string;
+  width?: number;
+  depth?: number;
+  activation: string;
+  dataset: string;
+  dataDir?: string;
+  classes?: string;
+  /** Fraction (<1) or count of the training set held out for validation. */
+  valSplit: number;
+  /** Use only this many training examples (after the validation split). */
+  limit?: number;
+  augment: boolean;
+  method: Method;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  schedule: ScheduleKind;
+  warmup: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  labelSmoothing: number;
+  /** Training attack budget (L-inf, pixels). */
+  eps: number;
+  /** Training attack step size. */
+  alpha: number;
+  /** Training attack steps. */
+  steps: number;
+  /** TRADES' beta. */
+  beta: number;
+  /** Validation: PGD steps and examples evaluated each epoch. */
+  valSteps: number;
+  valLimit: number;
+  seed: number;
+  ep: 'cpu' | 'cuda' | 'webgpu' | 'auto';
+  threads: number;
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainConfig, 'eps' | 'alpha' | 'steps'> & Partial<TrainConfig> = {
+  arch: 'small-cnn', activation: 'relu', dataset: 'fashion-mnist-mini', valSplit: 0.1, augment: true,
+  method: 'pgd-at', epochs: 10, batchSize: 128, lr: 0.1, schedule: 'piecewise', warmup: 0, momentum: 0.9,
+  nesterov: false, weightDecay: 5e-4, labelSmoothing: 0, beta: 6, valSteps: 10, valLimit: 500, seed: 0, ep: 'cpu', threads: 0,
+};
+
+export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'classes', 'limit', 'eps', 'alpha', 'steps'];
+
+/** "8/255" or "0.1" -> number. */
+export function parseFraction(text: string | number, what: string): number {
+  if (typeof text === 'number') return text;
+  const m = /^\s*([0-9.eE+-]+)\s*(?:\/\s*([0-9.eE+-]+))?\s*$/.exec(text);
+  const v = m ? Number(m[1]) / (m[2] ? Number(m[2]) : 1) : NaN;
+  if (!Number.isFinite(v)) throw new UserError(`--${what} "${text}" is not a number (use e.g. 0.1 or 8/255)`);
+  return v;
+}
+
+const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** Read a YAML/JSON config file; unknown keys are an error naming the nearest valid key. */
+export function readConfigFile(path: string, validKeys: readonly string[]): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new UserError(`cannot read config file ${path}`);
+  }
+  let obj: unknown;
+  try {
+    obj = /\.json$/i.test(path) ? JSON.parse(text) : YAML.parse(text);
+  } catch (e) {
+    throw new UserError(`config file ${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new UserError(`config file ${path} must hold a mapping of option: value`);
+  const out: Record<string, unknown> = {};
+  const valid = validKeys.map(camel);
+  for (const [k, v] of Object.entries(obj)) {
+    const key = camel(k);
+    if (!valid.includes(key)) throw new UserError(`config file ${path}: unknown key "${k}" (did you mean "${kebab(closest(key, valid))}"?)`);
+    out[key] = v;
+  }
+  return out;
+}
+
+/** Defaults that depend on the method (the papers' settings, scaled to the eps given). */
+export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | string; alpha?: number | string }): TrainConfig {
+  const c = { ...TRAIN_DEFAULTS, ...raw } as TrainConfig & { eps?: number | string; alpha?: number | string };
+  if (!METHODS.includes(c.method)) throw new UserError(`unknown method "${c.method}"; use one of ${METHODS.join(', ')}`);
+  const eps = c.eps === undefined ? (c.method === 'standard' ? 0 : 0.1) : parseFraction(c.eps, 'eps');
+  if (!(eps >= 0 && eps <= 1)) throw new UserError(`--eps ${eps} is outside the data range [0, 1] (images are in [0,1]; use e.g. 8/255)`);
+  const steps = c.steps ?? (c.method === 'fgsm-rs' ? 1 : 10);
+  // PGD-AT: eps/4 (2/255 at 8/255); TRADES: 0.007 at 0.031 (~eps/4.4); FGSM-RS: 1.25 eps.
+  const alphaDefault = c.method === 'fgsm-rs' ? 1.25 * eps : c.method === 'trades' ? (eps * 0.007) / 0.031 : eps / 4;
+  const alpha = c.alpha === undefined ? alphaDefault : parseFraction(c.alpha, 'alpha');
+  const cfg: TrainConfig = { ...c, eps, alpha, steps };
+  const positiveInts: (keyof TrainConfig)[] = ['epochs', 'batchSize', 'steps', 'valLimit'];
+  for (const k of positiveInts) if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1) throw new UserError(`--${kebab(k)} must be a positive integer, got ${cfg[k]}`);
+  if (!(cfg.lr > 0)) throw new UserError(`--lr must be positive, got ${cfg.lr}`);
+  if (cfg.method !== 'standard' && eps === 0) throw new UserError(`--method ${cfg.method} needs --eps > 0`);
+  if (!['piecewise', 'cosine', 'cyclic', 'constant'].includes(cfg.schedule)) throw new UserError(`unknown --schedule "${cfg.schedule}"; use piecewise, cosine, cyclic or constant`);
+  if (cfg.labelSmoothing < 0 || cfg.labelSmoothing >= 1) throw new UserError('--label-smoothing must be in [0, 1)');
+  return cfg;
+}

@@ -1,0 +1,224 @@
+// The training loop behind `advrun train`: data, per-method batch preparation (clean, PGD, FGSM-RS,
+// TRADES), the generated train step, per-epoch validation, atomic checkpoints and exact resume.
+//
+// Every random choice is derived from (seed, epoch, batch), so a run resumed from its last
+// epoch checkpoint produces exactly the numbers of an uninterrupted run.
+
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { FgsmRs } from '../attacks/fgsm.js';
+import { Pgd } from '../attacks/pgd.js';
+import type { Attack, AttackModel } from '../attacks/types.js';
+import { loadCheckpoint, saveCheckpoint } from '../checkpoint/checkpoint.js';
+import { batches, defaultAugment, loadDataset, numBatches, type Dataset } from '../data/index.js';
+import { deriveSeed } from '../data/seeds.js';
+import { parseActivation, type ModelSpec } from '../models/index.js';
+import { UserError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { provenance } from '../util/provenance.js';
+import { ensureArtifacts, type ArtifactConfig } from './artifacts.js';
+import type { TrainConfig } from './config.js';
+import { initialState, ModelRuntime } from './runtime.js';
+import { learningRate } from './schedule.js';
+
+export interface EpochMetrics {
+  epoch: number;
+  lr: number;
+  train_loss: number;
+  train_acc: number;
+  val_clean_acc: number;
+  val_robust_acc: number | null;
+  time_s: number;
+}
+
+/** How a run reports progress; the CLI supplies a progress bar on a TTY and nothing in --json/CI mode. */
+export interface Reporter {
+  start(epochs: number, batchesPerEpoch: number, firstEpoch: number): void;
+  batch(epoch: number, index: number, loss: number): void;
+  epoch(m: EpochMetrics): void;
+  log(message: string): void;
+  stop(): void;
+}
+
+export const silentReporter: Reporter = { start() {}, batch() {}, epoch() {}, log() {}, stop() {} };
+
+export interface RunFiles {
+  dir: string;
+  config: string;
+  metrics: string;
+  checkpoint: string;
+  best: string;
+  result: string;
+}
+
+export function runFiles(dir: string): RunFiles {
+  const d = resolve(dir);
+  return { dir: d, config: join(d, 'config.json'), metrics: join(d, 'metrics.jsonl'), checkpoint: join(d, 'checkpoint.safetensors'), best: join(d, 'checkpoint-best.safetensors'), result: join(d, 'result.json') };
+}
+
+const RESUME_IGNORED = new Set(['ep', 'threads']);
+
+/** Refuse to overwrite another run; on --resume, refuse a changed configuration (name the key). */
+function prepareRunDir(files: RunFiles, cfg: TrainConfig, resume: boolean): void {
+  if (!existsSync(files.config)) {
+    if (resume && existsSync(files.dir)) throw new UserError(`--resume: ${files.dir} has no config.json, so there is no run to resume`);
+    return;
+  }
+  if (!resume) {
+    const state = existsSync(files.result) ? 'a finished run' : 'an interrupted run (pass --resume to continue it)';
+    throw new UserError(`${files.dir} already holds ${state}; choose another --out`);
+  }
+  const old = JSON.parse(readFileSync(files.config, 'utf8')).train as Record<string, unknown>;
+  for (const [k, v] of Object.entries(cfg)) {
+    if (!RESUME_IGNORED.has(k) && JSON.stringify(old[k]) !== JSON.stringify(v)) {
+      throw new UserError(`--resume: ${k} was ${JSON.stringify(old[k])} in ${files.config} but is ${JSON.stringify(v)} now; resume with the same settings or use another --out`);
+    }
+  }
+}
+
+export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation'>, ds: Dataset): ModelSpec {
+  if (ds.height !== ds.width) throw new UserError(`${ds.name}: images are ${ds.height}x${ds.width}; advrun's models need square inputs`);
+  return {
+    arch: cfg.arch, width: cfg.width, depth: cfg.depth, activation: parseActivation(cfg.activation),
+    numClasses: ds.numClasses, inChannels: ds.channels, imageSize: ds.height, mean: ds.mean, std: ds.std,
+  };
+}
+
+export function artifactConfigFor(cfg: TrainConfig, model: ModelSpec): ArtifactConfig {
+  return {
+    model,
+    loss: cfg.method === 'trades' ? { kind: 'trades', beta: cfg.beta, labelSmoothing: cfg.labelSmoothing } : { kind: 'ce', labelSmoothing: cfg.labelSmoothing },
+    optimizer: { kind: 'sgd', momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay },
+  };
+}
+
+/** The attack used to make training examples, seeded per batch. */
+function trainingAttack(cfg: TrainConfig, seed: number): Attack | undefined {
+  switch (cfg.method) {
+    case 'standard': return undefined;
+    case 'fgsm-rs': return new FgsmRs({ eps: cfg.eps, norm: 'linf', stepSize: cfg.alpha, seed });
+    case 'pgd-at': return new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, seed });
+    case 'trades': return new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, loss: 'kl', seed });
+  }
+}
+
+export function accuracy(logits: Float32Array, y: Int32Array, k: number): number {
+  let correct = 0;
+  for (let i = 0; i < y.length; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (logits[i * k + j]! > logits[i * k + best]!) best = j;
+    if (best === y[i]) correct++;
+  }
+  return correct;
+}
+
+/** Clean and PGD accuracy on (a prefix of) a dataset; the PGD seed is fixed so epochs are comparable. */
+export async function validate(model: AttackModel, ds: Dataset, cfg: TrainConfig): Promise<{ clean: number; robust: number | null }> {
+  const n = Math.min(cfg.valLimit, ds.n);
+  let clean = 0, robust = 0;
+  const attack = cfg.eps > 0 ? new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.valSteps, randomStart: true, seed: cfg.seed }) : undefined;
+  const per = ds.channels * ds.height * ds.width;
+  for (let s = 0; s < n; s += cfg.batchSize) {
+    const m = Math.min(cfg.batchSize, n - s);
+    const x = ds.images.subarray(s * per, (s + m) * per);
+    const y = ds.labels.subarray(s, s + m);
+    clean += accuracy(await model.logits(x, m), y, ds.numClasses);
+    if (attack) robust += (await attack.run(model, x, y, m)).robust.reduce((a, v) => a + v, 0);
+  }
+  return { clean: clean / n, robust: attack ? robust / n : null };
+}
+
+export interface TrainOutcome {
+  files: RunFiles;
+  metrics: EpochMetrics[];
+  bestEpoch: number;
+  seconds: number;
+}
+
+export async function train(cfg: TrainConfig, opts: { out: string; resume?: boolean; graphsDir: string; reporter?: Reporter }): Promise<TrainOutcome> {
+  const reporter = opts.reporter ?? silentReporter;
+  const files = runFiles(opts.out);
+  prepareRunDir(files, cfg, !!opts.resume);
+
+  const dataOpts = { dataDir: cfg.dataDir, classes: cfg.classes, val: cfg.valSplit, seed: 0, log: (l: string) => reporter.log(l) };
+  const trainSet = await loadDataset(cfg.dataset, 'train', { ...dataOpts, limit: cfg.limit });
+  const valSet = await loadDataset(cfg.dataset, 'val', dataOpts);
+  const spec = modelSpecFor(cfg, trainSet);
+  const artifacts = ensureArtifacts(artifactConfigFor(cfg, spec), opts.graphsDir);
+
+  mkdirSync(files.dir, { recursive: true });
+  let rt: ModelRuntime;
+  let metrics: EpochMetrics[] = [];
+  let best = { epoch: -1, score: -Infinity };
+  let startEpoch = 0;
+  if (opts.resume && existsSync(files.checkpoint)) {
+    const ck = loadCheckpoint(files.checkpoint);
+    rt = new ModelRuntime(artifacts, ck.state, { ep: cfg.ep, threads: cfg.threads });
+    rt.step = ck.meta.step;
+    startEpoch = ck.meta.epoch;
+    best = (ck.meta.extra?.best as typeof best) ?? best;
+    // Keep only the epochs the checkpoint includes: later lines belong to the interrupted epoch.
+    metrics = readMetrics(files.metrics).filter((m) => m.epoch < startEpoch);
+    reporter.log(`resuming ${files.dir} after epoch ${startEpoch}`);
+  } else {
+    rt = new ModelRuntime(artifacts, initialState(artifacts.manifest, cfg.seed), { ep: cfg.ep, threads: cfg.threads });
+  }
+  writeFileAtomic(files.config, JSON.stringify({ train: cfg, model: spec, artifacts: artifacts.manifest.key, ...provenance() }, null, 2));
+  writeFileAtomic(files.metrics, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
+
+  const schedule = { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, warmup: cfg.warmup };
+  const nb = numBatches(trainSet.n, cfg.batchSize, false);
+  const augment = cfg.augment ? defaultAugment(trainSet) : false;
+  const k = spec.numClasses;
+  const t0 = Date.now();
+  reporter.start(cfg.epochs, nb, startEpoch);
+  try {
+    for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
+      const te = Date.now();
+      let lossSum = 0, correct = 0, seen = 0, lr = 0;
+      for (const batch of batches(trainSet, { batchSize: cfg.batchSize, seed: cfg.seed, epoch, augment })) {
+        lr = learningRate(schedule, epoch + batch.index / nb);
+        const attack = trainingAttack(cfg, deriveSeed(cfg.seed, epoch, batch.index));
+        const xAdv = attack ? (await attack.run(rt, batch.x, batch.y, batch.n)).xAdv : undefined;
+        const { loss, logits } = cfg.method === 'trades'
+          ? await rt.trainStep(batch.x, batch.y, batch.n, lr, xAdv)
+          : await rt.trainStep(xAdv ?? batch.x, batch.y, batch.n, lr);
+        lossSum += loss * batch.n;
+        correct += accuracy(logits, batch.y, k);
+        seen += batch.n;
+        reporter.batch(epoch, batch.index, loss);
+      }
+      const val = await validate(rt, valSet, cfg);
+      const m: EpochMetrics = { epoch, lr, train_loss: lossSum / seen, train_acc: correct / seen, val_clean_acc: val.clean, val_robust_acc: val.robust, time_s: (Date.now() - te) / 1000 };
+      metrics.push(m);
+      const score = val.robust ?? val.clean;
+      const isBest = score > best.score;
+      if (isBest) best = { epoch, score };
+      const meta = { model: spec, epoch: epoch + 1, step: rt.step, extra: { best, artifacts: artifacts.manifest.key, dataset: cfg.dataset, classes: cfg.classes ?? null, method: cfg.method } };
+      const state = rt.getState();
+      // Best first, then latest: a crash between the two leaves the latest checkpoint one epoch
+      // behind, and resuming redoes that epoch identically.
+      if (isBest) saveCheckpoint(files.best, state, meta);
+      saveCheckpoint(files.checkpoint, state, meta);
+      writeFileAtomic(files.metrics, metrics.map((x) => JSON.stringify(x) + '\n').join(''));
+      reporter.epoch(m);
+    }
+  } finally {
+    reporter.stop();
+    await rt.release();
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  const last = metrics[metrics.length - 1]!;
+  writeFileAtomic(files.result, JSON.stringify({
+    kind: 'train', method: cfg.method, dataset: cfg.dataset, arch: cfg.arch, activation: cfg.activation,
+    epochs: cfg.epochs, seed: cfg.seed, attack: cfg.method === 'standard' ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, bn_mode: 'eval' },
+    final: { val_clean_acc: last.val_clean_acc, val_robust_acc: last.val_robust_acc, val_attack: { name: 'pgd', steps: cfg.valSteps, eps: cfg.eps, n: Math.min(cfg.valLimit, valSet.n) } },
+    best_epoch: best.epoch, checkpoint: files.checkpoint, best_checkpoint: files.best, train_seconds: seconds, ...provenance(),
+  }, null, 2));
+  return { files, metrics, bestEpoch: best.epoch, seconds };
+}
+
+export function readMetrics(path: string): EpochMetrics[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as EpochMetrics);
+}

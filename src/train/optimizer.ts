@@ -1,0 +1,45 @@
+// SGD with momentum, Nesterov and decoupled-from-nothing (L2, PyTorch-style) weight decay, in-graph:
+// every parameter and momentum buffer goes in as an input and comes out updated.
+//
+// PyTorch's torch.optim.SGD (dampening 0):  g = grad + wd * w;  buf = mu * buf + g;
+// step = nesterov ? g + mu * buf : buf;  w = w - lr * step.  (buf starts at zero, so the first
+// step's buf equals g exactly as PyTorch's clone-on-first-step.)
+
+import type { Builder } from '../ir/builder.js';
+import type { ParamInfo } from '../models/layers.js';
+
+export interface SgdConfig {
+  kind: 'sgd';
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+}
+
+export const momentumName = (param: string) => `momentum.${param}`;
+export const nextName = (state: string) => `next.${state}`;
+
+/** Emit the update for each parameter; returns state input -> updated output names. */
+export function emitSgdUpdate(b: Builder, params: ParamInfo[], grads: Record<string, string>, lr: string, cfg: SgdConfig): Record<string, string> {
+  const g = b.graph;
+  const feedback: Record<string, string> = {};
+  for (const p of params) {
+    let grad = grads[p.name]!;
+    if (cfg.weightDecay !== 0 && p.decay) grad = b.add(grad, b.scale(p.name, cfg.weightDecay));
+    let step = grad;
+    if (cfg.momentum !== 0) {
+      const buf = g.addInput(momentumName(p.name), 'float32', g.shape(p.name));
+      const newBuf = b.add(b.scale(buf, cfg.momentum), grad);
+      feedback[buf] = output(b, newBuf, nextName(buf));
+      step = cfg.nesterov ? b.add(grad, b.scale(newBuf, cfg.momentum)) : newBuf;
+    }
+    feedback[p.name] = output(b, b.sub(p.name, b.mul(lr, step)), nextName(p.name));
+  }
+  return feedback;
+}
+
+/** Give a value a fixed output name (an Identity node) and mark it as a graph output. */
+export function output(b: Builder, value: string, name: string): string {
+  b.graph.addNode('Identity', [value], {}, { outputs: [name] });
+  b.graph.markOutput(name);
+  return name;
+}

@@ -1,0 +1,25 @@
+// Atomic file writes: write a temp file in the same directory, fsync, then rename over the target,
+// so a reader never sees a half-written checkpoint, result or artifact, even if the process dies.
+
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+
+export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8Array[]): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    const parts = Array.isArray(data) ? data : [typeof data === 'string' ? Buffer.from(data, 'utf8') : data];
+    for (const part of parts) {
+      let off = 0;
+      while (off < part.byteLength) off += writeSync(fd, part, off, part.byteLength - off);
+    }
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+}

@@ -1,0 +1,145 @@
+import { describe, expect, test } from 'vitest';
+import { addGradients } from '../../src/autodiff/grad.js';
+import { Builder } from '../../src/ir/builder.js';
+import { Graph, type AttrInput } from '../../src/ir/graph.js';
+import { makeTensor, numel, type Tensor } from '../../src/ir/tensor.js';
+import { CompiledGraph } from '../../src/runtime/session.js';
+import { Rng } from '../../src/util/random.js';
+import { gradcheck } from '../helpers/gradcheck.js';
+
+type Attrs = Record<string, AttrInput | undefined>;
+
+interface ConvCase {
+  name: string;
+  x: number[];
+  w: number[];
+  attrs?: Attrs;
+  bias?: boolean;
+  /** Differentiate w.r.t. x (default true). */
+  wrtX?: boolean;
+  /** Declare the batch dim of x as symbolic ('N') in the graph. */
+  symbolicBatch?: boolean;
+}
+
+function convCheck(op: 'Conv' | 'ConvTranspose', c: ConvCase) {
+  return gradcheck({
+    inputs: [
+      { name: 'x', shape: c.x, wrt: c.wrtX ?? true, graphShape: c.symbolicBatch ? ['N', ...c.x.slice(1)] : undefined },
+      { name: 'w', shape: c.w },
+      ...(c.bias ? [{ name: 'bias', shape: [op === 'Conv' ? c.w[0]! : c.w[1]! * Number(c.attrs?.group ?? 1)] }] : []),
+    ],
+    build: (b, [x, w, bias]) => b.op(op, bias ? [x!, w!, bias] : [x!, w!], c.attrs ?? {}),
+  });
+}
+
+describe('Conv VJP', () => {
+  const cases: ConvCase[] = [
+    { name: '3x3 stride 1, symmetric pads, bias', x: [2, 3, 6, 6], w: [4, 3, 3, 3], attrs: { pads: [1, 1, 1, 1] }, bias: true },
+    { name: '3x3 stride 2, no pads, no bias (odd size: trailing row skipped)', x: [2, 3, 8, 7], w: [4, 3, 3, 3], attrs: { strides: [2, 2] } },
+    { name: 'asymmetric pads with stride 2, non-square kernel', x: [2, 2, 6, 5], w: [3, 2, 3, 2], attrs: { strides: [2, 2], pads: [0, 1, 2, 1] }, bias: true },
+    { name: 'dilation 2', x: [1, 2, 8, 8], w: [3, 2, 3, 3], attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] } },
+    { name: 'dilation 2 with stride 2 and asymmetric pads', x: [2, 2, 9, 8], w: [2, 2, 3, 2], attrs: { dilations: [2, 2], strides: [2, 2], pads: [1, 0, 0, 2] }, bias: true },
+    { name: 'groups 2, stride (2,1)', x: [2, 4, 6, 6], w: [6, 2, 3, 3], attrs: { group: 2, strides: [2, 1], pads: [1, 1, 1, 1] }, bias: true },
+    { name: 'groups 2, stride 2, dilation 2', x: [2, 4, 9, 9], w: [4, 2, 3, 3], attrs: { group: 2, strides: [2, 2], dilations: [2, 2], pads: [2, 1, 2, 1] } },
+    { name: 'depthwise 3x3', x: [2, 4, 5, 5], w: [4, 1, 3, 3], attrs: { group: 4, pads: [1, 1, 1, 1] }, bias: true },
+    { name: 'depthwise with channel multiplier 2, stride 2', x: [2, 3, 7, 7], w: [6, 1, 3, 3], attrs: { group: 3, strides: [2, 2], pads: [1, 1, 1, 1] } },
+    { name: '1x1', x: [2, 5, 4, 4], w: [3, 5, 1, 1], bias: true },
+    { name: '1x1 stride 2 (ResNet downsample shortcut)', x: [2, 4, 5, 5], w: [6, 4, 1, 1], attrs: { strides: [2, 2] } },
+    { name: '7x7 stride 2 pad 3 (ResNet stem)', x: [2, 3, 16, 16], w: [4, 3, 7, 7], attrs: { strides: [2, 2], pads: [3, 3, 3, 3] } },
+    { name: 'auto_pad SAME_UPPER stride 2', x: [1, 2, 7, 6], w: [3, 2, 3, 3], attrs: { auto_pad: 'SAME_UPPER', strides: [2, 2] }, bias: true },
+    { name: 'auto_pad SAME_LOWER stride 2', x: [1, 2, 6, 7], w: [3, 2, 4, 3], attrs: { auto_pad: 'SAME_LOWER', strides: [2, 2] } },
+    { name: 'auto_pad VALID stride 3', x: [2, 2, 8, 8], w: [2, 2, 3, 3], attrs: { auto_pad: 'VALID', strides: [3, 3] } },
+    { name: 'weight and bias only (input needs no gradient)', x: [2, 3, 6, 6], w: [4, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] }, bias: true, wrtX: false },
+    { name: '1-D: stride 2, asymmetric pads, dilation 2, bias', x: [2, 3, 11], w: [4, 3, 3], attrs: { strides: [2], pads: [1, 2], dilations: [2] }, bias: true },
+    { name: '1-D groups 3 depthwise', x: [2, 3, 9], w: [3, 1, 4], attrs: { group: 3, pads: [2, 1] } },
+    { name: 'symbolic batch dim, groups 2, stride 2, bias', x: [3, 4, 7, 6], w: [4, 2, 3, 3], attrs: { group: 2, strides: [2, 2], pads: [1, 0, 1, 1] }, bias: true, symbolicBatch: true },
+    { name: '3-D 2x2x2 stride 2 with pads', x: [1, 2, 4, 5, 4], w: [3, 2, 2, 3, 2], attrs: { strides: [2, 2, 1], pads: [0, 1, 1, 1, 1, 0] }, bias: true },
+  ];
+  for (const c of cases) test(c.name, async () => { await convCheck('Conv', c); });
+});
+
+describe('ConvTranspose VJP (for double backward through Conv)', () => {
+  const cases: ConvCase[] = [
+    { name: 'stride 1, pads 1, bias', x: [2, 3, 5, 5], w: [3, 4, 3, 3], attrs: { pads: [1, 1, 1, 1] }, bias: true },
+    { name: 'stride 2, output_padding 1, asymmetric pads', x: [2, 3, 4, 5], w: [3, 2, 3, 3], attrs: { strides: [2, 2], pads: [1, 0, 0, 1], output_padding: [1, 1] } },
+    { name: 'groups 2, stride 2, dilation 2', x: [2, 4, 4, 4], w: [4, 3, 3, 3], attrs: { group: 2, strides: [2, 2], dilations: [2, 2], pads: [1, 1, 2, 2] }, bias: true },
+    { name: 'symbolic batch dim, stride 2, output_padding 1', x: [3, 2, 3, 4], w: [2, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] }, bias: true, symbolicBatch: true },
+    { name: '1-D stride 3 with output_padding', x: [2, 2, 5], w: [2, 3, 4], attrs: { strides: [3], pads: [2, 1], output_padding: [2] }, bias: true },
+  ];
+  for (const c of cases) test(c.name, async () => { await convCheck('ConvTranspose', c); });
+});
+
+describe('second order through Conv (Hessian-vector products, gradient penalties)', () => {
+  // The checked function is the first-order gradient itself: (dL/dx, dL/dw) of L = sum(r * conv(x, w)^2).
+  // Differentiating it again goes back through ConvTranspose's VJP and the im2col weight-gradient graph.
+  const cases: ConvCase[] = [
+    { name: 'stride 2, asymmetric pads, bias', x: [2, 2, 6, 5], w: [3, 2, 3, 3], attrs: { strides: [2, 2], pads: [1, 0, 0, 1] }, bias: true },
+    { name: 'groups 2, dilation 2', x: [1, 4, 6, 6], w: [4, 2, 2, 2], attrs: { group: 2, dilations: [2, 2], pads: [1, 1, 1, 1] } },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const rng = new Rng(5);
+      await gradcheck({
+        inputs: [{ name: 'x', shape: c.x }, { name: 'w', shape: c.w }, ...(c.bias ? [{ name: 'bias', shape: [c.w[0]!] }] : [])],
+        build: (b, ins) => {
+          const y = b.op('Conv', ins, c.attrs ?? {});
+          const shape = b.shape(y) as number[];
+          const r = b.constant(makeTensor(b.dtype(y), shape, Array.from({ length: numel(shape) }, () => rng.uniform(-1, 1))));
+          const grads = addGradients(b.graph, b.sumAll(b.mul(r, b.mul(y, y))), ins);
+          return ins.map((v) => grads[v]!);
+        },
+      });
+    });
+  }
+});
+
+describe('Conv VJP graph structure', () => {
+  function convGradGraph(xShape: (number | string)[], wrt: string[]) {
+    const g = new Graph('conv');
+    const b = new Builder(g);
+    const x = g.addInput('x', 'float32', xShape);
+    const w = g.addInput('w', 'float32', [8, 3, 3, 3]);
+    const bias = g.addInput('bias', 'float32', [8]);
+    const y = b.op('Conv', [x, w, bias], { strides: [2, 2], pads: [1, 1, 1, 1] });
+    const forwardNodes = g.nodes.length;
+    const r = g.addInput('r', 'float32', ['N', 8, 5, 5]);
+    const loss = b.sumAll(b.mul(y, r));
+    const grads = addGradients(g, loss, wrt);
+    g.outputs = [loss, ...wrt.map((v) => grads[v]!)];
+    return { g, grads, forwardNodes };
+  }
+
+  test('the weight gradient is im2col + MatMul, never a Conv over the batch', () => {
+    const { g, forwardNodes } = convGradGraph(['N', 3, 10, 10], ['w']);
+    const backward = g.nodes.slice(forwardNodes);
+    expect(backward.filter((n) => n.op === 'Conv' || n.op === 'ConvTranspose')).toEqual([]);
+    const mm = backward.filter((n) => n.op === 'MatMul');
+    expect(mm).toHaveLength(1);
+    // One batched MatMul contracts over N*Ho*Wo: [G, Cout/G, N*P] x [G, N*P, Cin/G*kh*kw].
+    expect(g.shape(mm[0]!.inputs[0]!)).toEqual([1, 8, expect.anything()]);
+    expect(g.shape(mm[0]!.inputs[1]!)).toEqual([1, expect.anything(), 27]);
+  });
+
+  test('symbolic batch dim: gradients match the static-batch graph for two batch sizes', async () => {
+    const rng = new Rng(7);
+    const rand = (dims: number[]): Tensor => makeTensor('float32', dims, Array.from({ length: numel(dims) }, () => rng.normal()));
+    const sym = convGradGraph(['N', 3, 10, 10], ['x', 'w', 'bias']);
+    expect(sym.g.shape(sym.grads.x!)).toEqual(['N', 3, 10, 10]);
+    expect(sym.g.shape(sym.grads.w!)).toEqual([8, 3, 3, 3]);
+    const symRun = await CompiledGraph.create(sym.g);
+    const w = rand([8, 3, 3, 3]), bias = rand([8]);
+    for (const n of [1, 3]) {
+      const st = convGradGraph([n, 3, 10, 10], ['x', 'w', 'bias']);
+      const stRun = await CompiledGraph.create(st.g);
+      const feeds = { x: rand([n, 3, 10, 10]), w, bias, r: rand([n, 8, 5, 5]) };
+      const a = await symRun.runTensors(feeds), e = await stRun.runTensors(feeds);
+      for (const v of ['x', 'w', 'bias']) {
+        const ga = a[sym.grads[v]!]!, ge = e[st.grads[v]!]!;
+        expect(ga.dims).toEqual(ge.dims);
+        Array.from(ga.data as Float32Array).forEach((val, i) => expect(val).toBeCloseTo(Number(ge.data[i]), 4));
+      }
+      await stRun.release();
+    }
+    await symRun.release();
+  });
+});

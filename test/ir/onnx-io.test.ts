@@ -1,0 +1,87 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { newGraph } from '../../src/ir/builder.js';
+import { GraphError } from '../../src/ir/graph.js';
+import { makeTensor, toNumbers } from '../../src/ir/tensor.js';
+import { graphToModelProto, loadOnnxFile, modelProtoToGraph } from '../../src/onnx/io.js';
+import { CompiledGraph } from '../../src/runtime/session.js';
+
+const FIX = join(import.meta.dirname, '..', 'fixtures', 'torch');
+
+describe('graph IR and ONNX I/O', () => {
+  test('shapes are inferred as nodes are added, with a symbolic batch dimension', () => {
+    const { graph, b } = newGraph();
+    const x = graph.addInput('x', 'float32', ['N', 3, 32, 32]);
+    graph.addInitializer('w', makeTensor('float32', [8, 3, 3, 3]));
+    const y = b.op('Conv', [x, 'w'], { strides: [2, 2], pads: [1, 0, 1, 0] });
+    expect(graph.shape(y)).toEqual(['N', 8, 16, 15]);
+    const f = b.flatten(b.op('MaxPool', [y], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }));
+    expect(graph.shape(f)).toEqual(['N', 8 * 8 * 8]);
+    const r = b.reshape(f, [-1, 16, 32]);
+    expect(graph.shape(r)).toEqual(['N', 16, 32]);
+    expect(graph.shape(b.reduceMean(r, [1], false))).toEqual(['N', 32]);
+    expect(graph.shape(b.transpose(r, [2, 0, 1]))).toEqual([32, 'N', 16]);
+  });
+
+  test('a shape mismatch is reported at build time, naming the op and node', () => {
+    const { graph, b } = newGraph();
+    const x = graph.addInput('x', 'float32', ['N', 3, 8, 8]);
+    graph.addInitializer('w', makeTensor('float32', [8, 4, 3, 3]));
+    expect(() => b.op('Conv', [x, 'w'])).toThrow(/Conv node "Conv_0": input has 3 channels but weight \[8,4,3,3\]/);
+    const a = graph.addInput('a', 'float32', [2, 3]);
+    const c = graph.addInput('c', 'float32', [4, 3]);
+    expect(() => b.add(a, c)).toThrow(/do not broadcast/);
+    expect(() => b.matmul(a, a)).toThrow(/MatMul inner dimensions differ/);
+  });
+
+  test('serialise, read back and run: same structure, same numbers', async () => {
+    const { graph, b } = newGraph('roundtrip');
+    const x = graph.addInput('x', 'float32', ['N', 4]);
+    graph.addInitializer('w', makeTensor('float32', [3, 4], Array.from({ length: 12 }, (_, i) => i / 10)));
+    graph.addInitializer('bias', makeTensor('float32', [3], [1, 2, 3]));
+    const y = b.op('Gemm', [x, 'w', 'bias'], { transB: 1, alpha: 0.5 });
+    graph.markOutput(b.op('LeakyRelu', [y], { alpha: 0.1 }));
+    const bytes = graphToModelProto(graph);
+    const back = modelProtoToGraph(bytes);
+    expect(back.inputs).toEqual(['x']);
+    expect(back.shape(back.outputs[0]!)).toEqual(['N', 3]);
+    expect(back.nodes.map((n) => n.op)).toEqual(['Gemm', 'LeakyRelu']);
+    expect(back.nodes[0]!.attrs.alpha).toEqual({ type: 'float', value: 0.5 });
+    expect(back.nodes[0]!.attrs.transB).toEqual({ type: 'int', value: 1 });
+    expect(toNumbers(back.initializers.get('bias')!)).toEqual([1, 2, 3]);
+    const run = await CompiledGraph.create(back);
+    const out = await run.runTensors({ x: makeTensor('float32', [1, 4], [1, 0, 0, -1]) });
+    // 0.5 * (x . w_row) + bias: rows (0,.1,.2,.3),(.4,...,.7),(.8,...,1.1)
+    expect(Array.from(out[back.outputs[0]!]!.data as Float32Array).map((v) => +v.toFixed(5))).toEqual([0.85, 1.85, 2.85]);
+    await run.release();
+  });
+
+  test('reads a torch.onnx.export model (Constant nodes, initializers, symbolic batch) and runs it like PyTorch', async () => {
+    const g = loadOnnxFile(join(FIX, 'small_cnn.onnx'));
+    expect(g.inputs).toEqual(['input']);
+    expect(g.shape('input')[0]).toBeTypeOf('string');
+    expect(g.shape(g.outputs[0]!)).toEqual([g.shape('input')[0], 10]);
+    expect(g.initializers.has('conv1.weight')).toBe(true);
+    const { readSafetensors } = await import('../../src/checkpoint/safetensors.js');
+    const exp = readSafetensors(join(FIX, 'small_cnn_onnx_expected.safetensors')).tensors;
+    const run = await CompiledGraph.create(graphToModelProto(g));
+    const out = await run.runTensors({ input: exp.get('input')! });
+    const got = out[g.outputs[0]!]!.data as Float32Array;
+    const want = exp.get('logits')!.data as Float32Array;
+    let maxDiff = 0;
+    for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
+    expect(maxDiff).toBeLessThan(1e-5);
+    await run.release();
+  });
+
+  test('malformed files give one clear error naming the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'advrun-io-'));
+    const bad = join(dir, 'bad.onnx');
+    writeFileSync(bad, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3]));
+    expect(() => loadOnnxFile(bad)).toThrow(GraphError);
+    expect(() => loadOnnxFile(bad)).toThrow(/bad\.onnx is not a valid ONNX model/);
+    expect(() => loadOnnxFile(join(dir, 'missing.onnx'))).toThrow(/no such file/);
+  });
+});
