@@ -2,12 +2,11 @@
 
 import type { CommandModule } from 'yargs';
 import { ATTACK_NAMES } from '../attacks/index.js';
-import { checkStateMatches, loadCheckpoint } from '../checkpoint/checkpoint.js';
 import { loadDataset, type Split } from '../data/index.js';
 import { evaluate } from '../eval/evaluate.js';
-import { ensureArtifacts } from '../train/artifacts.js';
+import { detectModelKind, openModel, withArchOptions } from '../interop/load.js';
 import { parseFraction } from '../train/config.js';
-import { initialState, ModelRuntime } from '../train/runtime.js';
+import { ModelRuntime } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
 import { GRAPHS_DIR } from './train.js';
@@ -15,8 +14,8 @@ import { GRAPHS_DIR } from './train.js';
 export const evalCommand: CommandModule = {
   command: 'eval',
   describe: 'evaluate a checkpoint: clean accuracy and accuracy under an attack',
-  builder: (y) => y
-    .option('model', { type: 'string', demandOption: true, describe: 'checkpoint (.safetensors written by advrun train)' })
+  builder: (y) => withArchOptions(y)
+    .option('model', { type: 'string', demandOption: true, describe: 'advrun checkpoint, PyTorch state_dict (.pt/.pth torch.save or .safetensors; give --arch etc.) or ONNX model (.onnx)' })
     .option('dataset', { type: 'string', describe: "dataset (default: the checkpoint's training dataset)" })
     .option('data-dir', { type: 'string' })
     .option('classes', { type: 'string', describe: "class subset (default: the checkpoint's)" })
@@ -37,21 +36,18 @@ export const evalCommand: CommandModule = {
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
   handler: async (argv) => {
     const a = argv as any;
-    const ck = loadCheckpoint(a.model);
-    const extra = ck.meta.extra ?? {};
+    const extra = detectModelKind(a.model).meta?.extra ?? {};
     const dataset = a.dataset ?? (extra.dataset as string | undefined);
     if (!dataset) throw new UserError(`${a.model} does not record its dataset; pass --dataset`);
     const classes = a.classes ?? (extra.classes as string | null) ?? undefined;
     const ds = await loadDataset(dataset, a.split as Split, { dataDir: a.dataDir, classes, val: a.split === 'val' ? 0.1 : undefined });
-    const spec = ck.meta.model;
+    const model = await openModel(a.model, { arch: a, data: { channels: ds.channels, height: ds.height, numClasses: ds.numClasses, mean: ds.mean, std: ds.std }, graphsDir: GRAPHS_DIR });
+    for (const note of model.notes) process.stderr.write(`advrun: ${a.model}: ${note}\n`);
+    const spec = model.spec;
     if (ds.channels !== spec.inChannels || ds.height !== spec.imageSize || ds.numClasses !== spec.numClasses) {
       throw new UserError(`${a.model} expects ${spec.inChannels}x${spec.imageSize}x${spec.imageSize} images and ${spec.numClasses} classes but ${ds.name} has ${ds.channels}x${ds.height}x${ds.width} and ${ds.numClasses}`);
     }
-    const art = ensureArtifacts({ model: spec, loss: { kind: 'ce', labelSmoothing: 0 }, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } }, GRAPHS_DIR);
-    const state = initialState(art.manifest, 0);
-    checkStateMatches(ck.state, new Map([...state].filter(([k]) => !k.startsWith('momentum.'))), a.model, spec.arch);
-    for (const k of state.keys()) if (ck.state.has(k)) state.set(k, ck.state.get(k)!);
-    const rt = new ModelRuntime(art, state, { ep: a.ep, threads: a.threads });
+    const rt = new ModelRuntime(model.artifacts, model.state, { ep: a.ep, threads: a.threads });
     try {
       const eps = parseFraction(a.eps, 'eps');
       if (a.norm === 'linf' && !(eps >= 0 && eps <= 1)) throw new UserError(`--eps ${eps} is outside the data range [0, 1]`);

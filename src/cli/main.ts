@@ -8,6 +8,9 @@ import { graphsCommand } from './graphs.js';
 import { benchCommand } from './bench.js';
 import { trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
+import { exportCommand } from './export.js';
+import { compareCommand } from './compare.js';
+import { gridCommand } from './grid.js';
 import { VERSION } from '../version.js';
 
 async function main(): Promise<void> {
@@ -18,8 +21,13 @@ async function main(): Promise<void> {
     .command(evalCommand)
     .command(graphsCommand)
     .command(benchCommand)
+    .command(exportCommand)
+    .command(compareCommand)
+    .command(gridCommand)
     .demandCommand(1, 'name a command (see advrun --help)')
     .strict()
+    // A repeated option takes its last value, as in most command lines (not an array).
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .version(VERSION)
     .help()
     .alias('h', 'help')

@@ -1,5 +1,5 @@
-// Progress display for long work: a bar with ETA on a TTY; nothing on a pipe, in CI or with --json
-// (those get the final JSON or the files only).
+// Progress display for long work: a bar with ETA on a TTY; plain epoch lines on a pipe; nothing in CI
+// (CI=true) or with --json (those get the final line or JSON and the files only).
 
 import cliProgress from 'cli-progress';
 import type { EpochMetrics, Reporter } from '../train/loop.js';
@@ -8,8 +8,12 @@ export function interactive(json: boolean): boolean {
   return !json && !!process.stderr.isTTY && !process.env.CI;
 }
 
+export function quiet(json: boolean): boolean {
+  return json || !!process.env.CI;
+}
+
 export function trainReporter(json: boolean): Reporter {
-  const log = (m: string) => { if (!json) process.stderr.write(`${m}\n`); };
+  const log = (m: string) => { if (!quiet(json)) process.stderr.write(`${m}\n`); };
   if (!interactive(json)) {
     return {
       start() {}, batch() {}, stop() {}, log,

@@ -163,7 +163,7 @@ async function locate(split: Split, opts: LoadOptions): Promise<Located> {
     throw new UserError(`fashion-mnist: not found in ${where} and downloads are disabled; install dataset-fashion-mnist or pass --data-dir`);
   }
   await downloadSplit(split, cache, opts);
-  return { ...(await locateIn(cache, split, 'cache'))!, kind: 'cache' };
+  return (await locateIn(cache, split, 'cache'))!;
 }
 
 async function downloadSplit(split: Split, cache: string, opts: LoadOptions): Promise<void> {

@@ -17,6 +17,11 @@ export interface RuntimeOptions {
   log?: (msg: string) => void;
 }
 
+// ONNX Runtime's native log goes straight to stderr; its failures reach advrun as exceptions, which are
+// reported with context. Probing a missing provider would otherwise print a multi-line native error.
+// ADVRUN_ORT_LOG=verbose|info|warning|error shows the native log when debugging.
+ort.env.logLevel = (process.env.ADVRUN_ORT_LOG as typeof ort.env.logLevel | undefined) ?? 'fatal';
+
 const ORT_DTYPE: Record<DType, ort.Tensor.Type> = {
   float32: 'float32', float64: 'float64', float16: 'float16', int64: 'int64', int32: 'int32', int8: 'int8', uint8: 'uint8', bool: 'bool',
 };
@@ -32,7 +37,8 @@ export async function providerWorks(ep: 'cpu' | 'cuda' | 'webgpu'): Promise<{ ok
     const { graph, b } = newGraph('probe');
     const x = graph.addInput('x', 'float32', [1]);
     graph.markOutput(b.relu(x));
-    const s = await ort.InferenceSession.create(toBytes(graph), { executionProviders: [ep] });
+    // Severity 4 (fatal only): a missing provider library is the expected answer here, not a log line.
+    const s = await ort.InferenceSession.create(toBytes(graph), { executionProviders: [ep], logSeverityLevel: 4 });
     await s.release();
     return { ok: true };
   } catch (e) {

@@ -143,6 +143,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const dataOpts = { dataDir: cfg.dataDir, classes: cfg.classes, val: cfg.valSplit, seed: 0, log: (l: string) => reporter.log(l) };
   const trainSet = await loadDataset(cfg.dataset, 'train', { ...dataOpts, limit: cfg.limit });
   const valSet = await loadDataset(cfg.dataset, 'val', dataOpts);
+  reporter.log(`data: ${trainSet.name} from ${trainSet.source} (${trainSet.n} train, ${valSet.n} validation images)`);
   const spec = modelSpecFor(cfg, trainSet);
   const artifacts = ensureArtifacts(artifactConfigFor(cfg, spec), opts.graphsDir);
 

@@ -1,0 +1,154 @@
+// The Slurm executor: the unfinished runs of a grid become one job array (sbatch --array), each
+// task running `advrun grid run-one SPEC --index $SLURM_ARRAY_TASK_ID --out DIR` against the shared
+// results directory, so skipping, resuming, retries and locks work exactly as with the local pool.
+// The queue is read back with squeue (and sacct where accounting is enabled) for `grid status`.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { GRAPHS_DIR } from '../cli/train.js';
+import { UserError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import type { GridPlan } from './expand.js';
+import { gridPaths, readJson } from './rundir.js';
+import type { ExecutorSpec } from './spec.js';
+import { cliPath } from './worker.js';
+
+export interface SlurmSubmission {
+  job_id: string;
+  indices: number[];
+  script: string;
+  submitted: string;
+}
+
+export interface SlurmFile {
+  jobs: SlurmSubmission[];
+}
+
+export interface SubmitOptions {
+  out: string;
+  indices: number[];
+  threadsPerRun: number;
+  retries: number;
+  executor: ExecutorSpec;
+}
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** [0,1,2,5,7,8] -> "0-2,5,7-8" (sbatch --array syntax). */
+export function arrayRanges(indices: number[]): string {
+  const sorted = [...new Set(indices)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+export function slurmScript(plan: GridPlan, o: SubmitOptions): string {
+  const p = gridPaths(o.out);
+  const e = o.executor;
+  const throttle = e.maxParallel ? `%${e.maxParallel}` : '';
+  const lines = [
+    '#!/bin/bash',
+    `#SBATCH --job-name=${e.jobName ?? `advrun-${plan.spec.name}`.replace(/[^A-Za-z0-9._-]/g, '_')}`,
+    `#SBATCH --array=${arrayRanges(o.indices)}${throttle}`,
+    `#SBATCH --output=${join(p.slurmDir, '%A_%a.out')}`,
+    `#SBATCH --chdir=${process.cwd()}`,
+    '#SBATCH --ntasks=1',
+    `#SBATCH --cpus-per-task=${e.cpusPerTask ?? o.threadsPerRun}`,
+  ];
+  if (e.partition) lines.push(`#SBATCH --partition=${e.partition}`);
+  if (e.time) lines.push(`#SBATCH --time=${e.time}`);
+  if (e.mem) lines.push(`#SBATCH --mem=${e.mem}`);
+  if (e.gpus !== undefined && e.gpus !== 0 && e.gpus !== '0') lines.push(`#SBATCH --gpus=${e.gpus}`);
+  for (const extra of e.sbatch) lines.push(extra.startsWith('#SBATCH') ? extra : `#SBATCH ${extra}`);
+  lines.push(
+    'set -euo pipefail',
+    // The same graph cache and CLI as the submitting checkout, whatever directory the task starts in.
+    `export ADVRUN_GRAPHS_DIR=${quote(GRAPHS_DIR)}`,
+    `exec ${quote(process.execPath)} ${quote(cliPath())} grid run-one ${quote(p.spec)} --index "$SLURM_ARRAY_TASK_ID" --out ${quote(p.dir)} --threads-per-run ${o.threadsPerRun} --retries ${o.retries} --json`,
+    '',
+  );
+  return lines.join('\n');
+}
+
+function slurmTool(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stderr?: string };
+    if (err.code === 'ENOENT') throw new UserError(`${cmd} not found: the Slurm executor needs the Slurm client tools on PATH`);
+    throw new UserError(`${cmd} ${args.join(' ')} failed: ${(err.stderr ?? err.message).trim().split('\n')[0]}`);
+  }
+}
+
+export function readSlurmFile(out: string): SlurmFile {
+  return readJson<SlurmFile>(gridPaths(out).slurm) ?? { jobs: [] };
+}
+
+/** Submit the given runs as one job array; records the job in DIR/slurm.json. */
+export function submitSlurm(plan: GridPlan, o: SubmitOptions): SlurmSubmission {
+  const p = gridPaths(o.out);
+  if (!existsSync(p.spec)) throw new Error(`${p.spec} must be written before submitting`);
+  const submitted = new Date().toISOString();
+  const script = join(p.slurmDir, `array-${submitted.replace(/[:.]/g, '-')}.sh`);
+  writeFileAtomic(script, slurmScript(plan, o));
+  const jobId = slurmTool('sbatch', ['--parsable', script]).trim().split(';')[0]!;
+  if (!/^\d+$/.test(jobId)) throw new UserError(`sbatch answered ${JSON.stringify(jobId)}, not a job id`);
+  const sub: SlurmSubmission = { job_id: jobId, indices: o.indices, script, submitted };
+  const file = readSlurmFile(o.out);
+  writeFileAtomic(p.slurm, JSON.stringify({ jobs: [...file.jobs, sub] }, null, 2));
+  return sub;
+}
+
+export interface TaskState {
+  job_id: string;
+  state: string;
+  reason?: string;
+}
+
+/** Array tasks of our jobs still known to squeue, by grid index (the latest submission wins). */
+export function slurmQueue(jobs: SlurmSubmission[]): Map<number, TaskState> {
+  const out = new Map<number, TaskState>();
+  if (!jobs.length) return out;
+  const ours = new Set(jobs.map((j) => j.job_id));
+  // All of this user's jobs rather than -j: squeue fails on ids it has already forgotten.
+  const text = slurmTool('squeue', ['-h', '-r', '--me', '-o', '%i|%T|%R']);
+  const order = new Map(jobs.map((j, i) => [j.job_id, i]));
+  for (const line of text.split('\n')) {
+    const [id, state, reason] = line.trim().split('|');
+    const m = /^(\d+)_(\d+)$/.exec(id ?? '');
+    if (!m || !ours.has(m[1]!)) continue;
+    const index = Number(m[2]);
+    const prev = out.get(index);
+    if (!prev || order.get(m[1]!)! > order.get(prev.job_id)!) out.set(index, { job_id: m[1]!, state: state!, reason });
+  }
+  return out;
+}
+
+/** Final states from sacct, by grid index; an error text when accounting is not enabled. */
+export function slurmAccounting(jobs: SlurmSubmission[]): Map<number, TaskState> | string {
+  const out = new Map<number, TaskState>();
+  if (!jobs.length) return out;
+  let text: string;
+  try {
+    text = slurmTool('sacct', ['-n', '-P', '-X', '-j', jobs.map((j) => j.job_id).join(','), '-o', 'JobID,State,ExitCode']);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  for (const line of text.split('\n')) {
+    const [id, state, exit] = line.trim().split('|');
+    const m = /^(\d+)_(\d+)$/.exec(id ?? '');
+    if (m) out.set(Number(m[2]), { job_id: m[1]!, state: state!, reason: exit });
+  }
+  return out;
+}
+
+/** Whether any array task of these jobs is still queued or running. */
+export function slurmActive(jobs: SlurmSubmission[]): boolean {
+  return slurmQueue(jobs).size > 0;
+}

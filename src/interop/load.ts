@@ -1,0 +1,150 @@
+// One entry point for every model file advrun evaluates, attacks or exports:
+//   - advrun checkpoints (.safetensors with advrun metadata): the recorded architecture;
+//   - PyTorch state_dicts (.pt/.pth/.bin written by torch.save, or .safetensors without advrun
+//     metadata): mapped onto a built-in architecture given by --arch/--width/... options;
+//   - ONNX classifiers (.onnx): imported as they are (see onnx-import.ts).
+// Each becomes artifacts + state that ModelRuntime runs.
+
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import type { Argv } from 'yargs';
+import { CHECKPOINT_FORMAT, checkStateMatches, loadCheckpoint, type CheckpointMeta } from '../checkpoint/checkpoint.js';
+import { modelSpecFrom } from '../cli/options.js';
+import { makeTensor, type Tensor } from '../ir/tensor.js';
+import { archNames, type ModelSpec } from '../models/index.js';
+import { ensureArtifacts, type BuiltArtifacts } from '../train/artifacts.js';
+import { initialState } from '../train/runtime.js';
+import { UserError } from '../util/errors.js';
+import { ensureImportedArtifacts, type ImportedArtifactOptions } from './imported-artifacts.js';
+import { importOnnxFile, importedState, type ImportedOnnx } from './onnx-import.js';
+import { decodeForeignSafetensors, decodeForeignState, fitState, looksLikeSafetensors } from './state-dict.js';
+import { isZip } from './zip.js';
+
+export type ModelKind = 'advrun' | 'pytorch' | 'onnx';
+
+/** Architecture options for PyTorch state_dicts (no defaults: unset ones come from the dataset). */
+export interface ArchOptions {
+  arch?: string;
+  width?: number;
+  depth?: number;
+  activation?: string;
+  inChannels?: number;
+  imageSize?: number;
+  numClasses?: number;
+  mean?: string;
+  std?: string;
+}
+
+/** What a dataset says about the model it needs, used for unset architecture options. */
+export interface DataDefaults {
+  channels: number;
+  height: number;
+  numClasses: number;
+  mean: number[];
+  std: number[];
+}
+
+const FALLBACK: DataDefaults = { channels: 1, height: 28, numClasses: 10, mean: [0.286], std: [0.353] };
+
+export function withArchOptions<T>(y: Argv<T>) {
+  return y
+    .option('arch', { type: 'string', describe: `PyTorch state_dicts: architecture (${archNames().join(', ')})` })
+    .option('width', { type: 'number', describe: 'PyTorch state_dicts: base width (preact-resnet18: 64; wrn: widen factor)' })
+    .option('depth', { type: 'number', describe: 'PyTorch state_dicts: WideResNet depth' })
+    .option('activation', { type: 'string', describe: 'PyTorch state_dicts: activation (relu)' })
+    .option('in-channels', { type: 'number', describe: "PyTorch state_dicts: input channels (default: the dataset's)" })
+    .option('image-size', { type: 'number', describe: "PyTorch state_dicts: input height = width (default: the dataset's)" })
+    .option('num-classes', { type: 'number', describe: "PyTorch state_dicts: classes (default: the dataset's)" })
+    .option('mean', { type: 'string', describe: "PyTorch state_dicts: per-channel mean applied inside the model (default: the dataset's; 0 for none)" })
+    .option('std', { type: 'string', describe: "PyTorch state_dicts: per-channel std (default: the dataset's; 1 for none)" });
+}
+
+export function specFromArchOptions(a: ArchOptions, source: string, d: DataDefaults = FALLBACK): ModelSpec {
+  if (!a.arch) throw new UserError(`${source} is a PyTorch state_dict, which does not record its architecture: pass --arch (${archNames().join(', ')}) and --width etc. as used in PyTorch`);
+  const spec = modelSpecFrom({
+    arch: a.arch, width: a.width, activation: a.activation ?? 'relu',
+    inChannels: a.inChannels ?? d.channels, imageSize: a.imageSize ?? d.height, numClasses: a.numClasses ?? d.numClasses,
+    mean: a.mean ?? d.mean.join(','), std: a.std ?? d.std.join(','),
+  });
+  if (a.depth !== undefined) spec.depth = a.depth;
+  if (!archNames().includes(spec.arch)) throw new UserError(`unknown architecture "${spec.arch}"; available: ${archNames().join(', ')}`);
+  return spec;
+}
+
+/** What a model file is, from its content (and the .onnx extension). */
+export function detectModelKind(path: string): { kind: ModelKind; format: 'safetensors' | 'pt' | 'onnx'; meta?: CheckpointMeta } {
+  let head: Buffer;
+  try {
+    head = readFileSync(path);
+  } catch (e) {
+    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  if (looksLikeSafetensors(head)) {
+    const { metadata } = decodeForeignSafetensors(head, path);
+    if (metadata.format === CHECKPOINT_FORMAT) return { kind: 'advrun', format: 'safetensors', meta: loadCheckpoint(path).meta };
+    return { kind: 'pytorch', format: 'safetensors' };
+  }
+  if (isZip(head) || (head[0] === 0x80 && head[1] === 0x02)) return { kind: 'pytorch', format: 'pt' };
+  if (extname(path).toLowerCase() === '.onnx' || head[0] === 0x08) return { kind: 'onnx', format: 'onnx' };
+  throw new UserError(`${path} is neither an advrun checkpoint, a PyTorch checkpoint (.pt zip or .safetensors) nor an ONNX model (.onnx)`);
+}
+
+export interface OpenedModel {
+  kind: ModelKind;
+  source: string;
+  spec: ModelSpec;
+  artifacts: BuiltArtifacts;
+  /** Everything ModelRuntime needs: parameters, buffers, zero momentum. */
+  state: Map<string, Tensor>;
+  /** advrun checkpoints: their metadata (dataset, classes, epochs...). */
+  meta?: CheckpointMeta;
+  imported?: ImportedOnnx;
+  /** What the import did (prefixes stripped, opset upgraded...). */
+  notes: string[];
+}
+
+export interface OpenOptions {
+  arch?: ArchOptions;
+  /** Defaults for unset architecture options (the dataset being evaluated). */
+  data?: DataDefaults;
+  /** Artifacts root (graphs/); imported ONNX models may use null (memory only). */
+  graphsDir: string;
+  /** Imported ONNX models: also build the fine-tuning train step. */
+  train?: ImportedArtifactOptions['train'];
+}
+
+const EVAL_CONFIG = { loss: { kind: 'ce' as const, labelSmoothing: 0 }, optimizer: { kind: 'sgd' as const, momentum: 0, nesterov: false, weightDecay: 0 } };
+
+/** Built-in architecture artifacts with `weights` (params and buffers) over the initial state. */
+function builtinWithWeights(spec: ModelSpec, weights: Map<string, Tensor>, graphsDir: string, source: string): { artifacts: BuiltArtifacts; state: Map<string, Tensor> } {
+  const artifacts = ensureArtifacts({ model: spec, ...EVAL_CONFIG }, graphsDir);
+  const state = initialState(artifacts.manifest, 0);
+  checkStateMatches(weights, new Map([...state].filter(([k]) => !k.startsWith('momentum.'))), source, spec.arch);
+  for (const k of state.keys()) if (weights.has(k)) state.set(k, weights.get(k)!);
+  return { artifacts, state };
+}
+
+export async function openModel(path: string, o: OpenOptions): Promise<OpenedModel> {
+  const kind = detectModelKind(path);
+  const notes: string[] = [];
+  if (kind.kind === 'advrun') {
+    const ck = loadCheckpoint(path);
+    const { artifacts, state } = builtinWithWeights(ck.meta.model, ck.state, o.graphsDir, path);
+    return { kind: 'advrun', source: path, spec: ck.meta.model, artifacts, state, meta: ck.meta, notes };
+  }
+  if (kind.kind === 'pytorch') {
+    const spec = specFromArchOptions(o.arch ?? {}, path, o.data);
+    const foreign = decodeForeignState(readFileSync(path), path);
+    if (foreign.unwrapped.length) notes.push(`state_dict found under ${foreign.unwrapped.map((k) => `["${k}"]`).join('')}`);
+    const { state: weights, stripped } = fitState(foreign.tensors, spec, path);
+    if (stripped.length) notes.push(`prefix ${stripped.map((p) => `"${p}"`).join(' then ')} stripped from every key`);
+    const { artifacts, state } = builtinWithWeights(spec, weights, o.graphsDir, path);
+    return { kind: 'pytorch', source: path, spec, artifacts, state, notes };
+  }
+  const im = await importOnnxFile(path);
+  notes.push(...im.notes);
+  const artifacts = ensureImportedArtifacts(im, o.graphsDir, { train: o.train });
+  const state = importedState(im);
+  for (const m of artifacts.manifest.momentum) state.set(m, makeTensor('float32', state.get(m.slice('momentum.'.length))!.dims));
+  return { kind: 'onnx', source: path, spec: im.spec, artifacts, state, imported: im, notes };
+}

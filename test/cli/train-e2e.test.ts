@@ -1,0 +1,72 @@
+// End to end, as a user runs it: `advrun train` then `advrun eval` on the shipped Fashion-MNIST subset,
+// and an interrupted run (SIGKILL) resumed with --resume giving exactly the uninterrupted result.
+
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { readSafetensors } from '../../src/checkpoint/safetensors.js';
+import { runCli, runCliAsync } from '../helpers/cli.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'advrun-e2e-'));
+
+function trainArgs(out: string, extra: string[]) {
+  return ['train', '--out', out, '--arch', 'small-cnn', '--val-limit', '100', '--val-steps', '3', '--seed', '1', ...extra];
+}
+
+function evalRobust(ck: string): { clean_acc: number; robust_acc: number; n: number } {
+  const r = runCli(['eval', '--model', ck, '--attack', 'pgd', '--steps', '10', '--eps', '0.1', '--limit', '300', '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+describe('advrun train + eval', () => {
+  test('PGD-AT on fashion-mnist-mini is more robust than standard training', () => {
+    const common = ['--epochs', '4', '--json'];
+    const at = join(tmp(), 'at'), std = join(tmp(), 'std');
+    const r1 = runCli(trainArgs(at, [...common, '--width', '8', '--method', 'pgd-at', '--eps', '0.1', '--steps', '3']));
+    expect(r1.code, r1.stderr).toBe(0);
+    const r2 = runCli(trainArgs(std, [...common, '--width', '8', '--method', 'standard']));
+    expect(r2.code, r2.stderr).toBe(0);
+    for (const dir of [at, std]) {
+      for (const f of ['config.json', 'metrics.jsonl', 'checkpoint.safetensors', 'checkpoint-best.safetensors', 'result.json']) expect(existsSync(join(dir, f)), f).toBe(true);
+      expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
+    }
+    const robustAt = evalRobust(join(at, 'checkpoint.safetensors'));
+    const robustStd = evalRobust(join(std, 'checkpoint.safetensors'));
+    expect(robustAt.n).toBe(300);
+    expect(robustStd.clean_acc).toBeGreaterThan(0.3); // it learned something
+    expect(robustAt.robust_acc).toBeGreaterThan(robustStd.robust_acc + 0.1);
+  });
+
+  test('a run killed mid-training and resumed ends exactly like an uninterrupted run', async () => {
+    const args = ['--method', 'pgd-at', '--eps', '0.1', '--steps', '2', '--epochs', '3', '--limit', '512', '--batch-size', '64', '--width', '4'];
+    const whole = join(tmp(), 'whole'), broken = join(tmp(), 'broken');
+    expect(runCli(trainArgs(whole, args)).code).toBe(0);
+
+    // Kill the second run once its first epoch checkpoint is on disk, i.e. during epoch 2.
+    const child = runCliAsync(trainArgs(broken, args));
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      const t = setInterval(() => {
+        if (existsSync(join(broken, 'checkpoint.safetensors'))) { clearInterval(t); child.kill('SIGKILL'); resolve(); }
+        if (child.exitCode !== null) { clearInterval(t); reject(new Error('run finished before it could be interrupted')); }
+      }, 20);
+    });
+    await exited;
+    expect(existsSync(join(broken, 'result.json'))).toBe(false);
+    // Without --resume the half-done run is not overwritten.
+    const refused = runCli(trainArgs(broken, args));
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/interrupted run \(pass --resume/);
+    const resumed = runCli(trainArgs(broken, [...args, '--resume']));
+    expect(resumed.code, resumed.stderr).toBe(0);
+
+    const a = readSafetensors(join(whole, 'checkpoint.safetensors')).tensors;
+    const b = readSafetensors(join(broken, 'checkpoint.safetensors')).tensors;
+    expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
+    for (const [k, t] of a) expect(Buffer.from(b.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true);
+    const metrics = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => { const { time_s: _, ...m } = JSON.parse(l); return m; });
+    expect(metrics(broken)).toEqual(metrics(whole));
+  });
+});
