@@ -31,6 +31,13 @@ export class ModelBuilder {
 
   /** BN mode of the forward pass being built; a graph may hold several passes (TRADES: clean and adversarial). */
   bnMode: BnMode;
+  /**
+   * TWINS' wing of the pass being built. The 'frozen' wing has its own BN layers, named `frozen.<bn>`:
+   * normalised with the pre-training statistics always (never updated), with trainable affine parameters.
+   */
+  wing: 'adaptive' | 'frozen' = 'adaptive';
+  /** Parameter name -> value to use instead in the pass being built (SAM's perturbed weights w + e). */
+  paramOverride = new Map<string, string>();
 
   constructor(name: string, bnMode: BnMode, seed: number, readonly activation: Activation) {
     this.bnMode = bnMode;
@@ -41,6 +48,8 @@ export class ModelBuilder {
 
   /** Create a parameter, or reuse it when a second forward pass over the same weights asks for it again. */
   param(name: string, dims: number[], init: (rng: Rng, n: number) => number[] | Float32Array, decay = true): string {
+    const override = this.paramOverride.get(name);
+    if (override) return override;
     if (this.graph.initializers.has(name)) return name;
     const values = init(this.rng, numel(dims));
     this.graph.addInitializer(name, makeTensor('float32', dims, values));
@@ -93,12 +102,14 @@ export class ModelBuilder {
    * in place into its input buffers, and ONNX's running-stat update differs from PyTorch's (momentum
    * convention, unbiased variance). The running statistics are updated here with PyTorch's rule.
    */
-  batchNorm(x: string, name: string, c: number, mode: BnMode = this.bnMode): string {
+  batchNorm(x: string, bnName: string, c: number, mode: BnMode = this.bnMode): string {
+    const frozen = this.wing === 'frozen';
+    const name = frozen ? `frozen.${bnName}` : bnName;
     const scale = this.param(`${name}.weight`, [c], (_, n) => new Float32Array(n).fill(1));
     const bias = this.param(`${name}.bias`, [c], (_, n) => new Float32Array(n));
     const rm = this.buffer(`${name}.running_mean`, [c], 0);
     const rv = this.buffer(`${name}.running_var`, [c], 1);
-    return this.batchNormWith(x, { scale, bias, rm, rv }, mode);
+    return this.batchNormWith(x, { scale, bias, rm, rv }, frozen ? 'eval' : mode);
   }
 
   /** BatchNorm over given parameter/statistics values (TWINS builds two wings over shared names). */

@@ -12,28 +12,33 @@ import { Builder } from '../ir/builder.js';
 import type { Graph, Shape } from '../ir/graph.js';
 import type { DType } from '../ir/tensor.js';
 import { buildModel, ModelGraph, type BuiltModel, type ModelSpec } from '../models/index.js';
+import type { ModelBuilder } from '../models/layers.js';
 import type { ParamInfo } from '../models/layers.js';
 import { graphToModelProto } from '../onnx/io.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { attackLoss, type AttackLossKind } from './attack-graphs.js';
-import { crossEntropy, klDivergence } from './losses.js';
+import { buildObjective, objectiveInputs, type LossConfig } from './objectives.js';
+import { smoothReluBackward } from '../autodiff/rules/activations.js';
 import { emitSgdUpdate, output, type SgdConfig } from './optimizer.js';
 
 export const ARTIFACT_FORMAT = 'advrun-artifacts/1';
 
-/**
- * What the train step minimises. 'ce': cross-entropy on one batch (standard training, PGD-AT and
- * FGSM-RS feed clean or adversarial images). 'trades': CE(f(x), y) + beta * KL(f(x) || f(x_adv)) / N,
- * both passes in train mode (the clean pass's logits serve both terms).
- */
-export type LossConfig =
-  | { kind: 'ce'; labelSmoothing: number }
-  | { kind: 'trades'; labelSmoothing: number; beta: number };
+export type { LossConfig } from './objectives.js';
+
+/** SAT's gradient-quality variants: ReLU forward, sigma(alpha x) backward, for the attacker and/or the weight update. */
+export interface SmoothBackwardConfig {
+  alpha: number;
+  attacker: boolean;
+  optimizer: boolean;
+}
 
 export interface ArtifactConfig {
   model: ModelSpec;
   loss: LossConfig;
   optimizer: SgdConfig;
+  /** SAM (Foret et al.): ascend to w + rho g/||g|| and descend with the gradient there. Large rho: l-SAM / RFN. */
+  samRho?: number;
+  smoothBackward?: SmoothBackwardConfig;
 }
 
 export const ATTACK_LOSSES: AttackLossKind[] = ['ce', 'kl', 'dlr', 'dlr-targeted'];
@@ -87,33 +92,56 @@ function stateRoles(model: BuiltModel): Record<string, ValueRole> {
   return roles;
 }
 
+/** Gradient options for the train step or the attacker, honouring SAT's smooth-backward variants. */
+export function gradOptionsFor(cfg: ArtifactConfig, who: 'attacker' | 'optimizer'): GradOptions {
+  const sb = cfg.smoothBackward;
+  return sb && sb[who] ? { overrides: { Relu: smoothReluBackward(sb.alpha) } } : {};
+}
+
 /**
- * Train step: forward pass(es) in train mode, loss, gradients of every parameter, SGD update, BN
- * running-stat updates, and per-parameter gradient norms (so a NaN can be traced to a parameter).
+ * SAM's gradient: from the gradient g at w, form w' = w + rho g / ||g|| (global L2 norm), run the
+ * objective again at w' and return its gradient with respect to w' (the ascent step is a constant).
+ * BN running statistics keep the first pass's update only.
  */
-export function generateTrainStep(cfg: ArtifactConfig, gradOptions: GradOptions = {}): { gen: GeneratedGraph; model: BuiltModel; feedback: Record<string, string> } {
+function samGradients(mg: ModelGraph, b: Builder, cfg: ArtifactConfig, loss: string, params: string[], gradOptions: GradOptions): Record<string, string> {
+  const m: ModelBuilder = mg.m;
+  const g1 = addGradients(b.graph, loss, params, gradOptions);
+  const sq = params.map((p) => b.reduce('ReduceSumSquare', g1[p]!, b.shape(g1[p]!).map((_, i) => i), false));
+  const scale = b.div(b.scalar(cfg.samRho!), b.add(b.sqrt(b.sum(sq)), b.scalar(1e-12)));
+  const statsAfterFirstPass = { ...m.bufferUpdates };
+  m.paramOverride = new Map(params.map((p) => [p, b.add(p, b.mul(g1[p]!, scale))]));
+  const second = buildObjective(mg, b, cfg.loss);
+  const perturbed = [...m.paramOverride];
+  m.paramOverride = new Map();
+  Object.assign(m.bufferUpdates, statsAfterFirstPass);
+  const g2 = addGradients(b.graph, second.loss, perturbed.map(([, v]) => v), gradOptions);
+  return Object.fromEntries(perturbed.map(([p, v]) => [p, g2[v]!]));
+}
+
+/**
+ * Train step: forward pass(es) in train mode, loss, gradients of every parameter (plain or SAM), SGD
+ * update, BN running-stat updates, and per-parameter gradient norms (so a NaN can be traced to a parameter).
+ */
+export function generateTrainStep(cfg: ArtifactConfig): { gen: GeneratedGraph; model: BuiltModel; feedback: Record<string, string> } {
   const mg = new ModelGraph(cfg.model, 0);
   const g = mg.graph;
   g.name = 'train_step';
   const b = new Builder(g);
-  const input = mg.imageInput('input');
-  const labels = g.addInput('labels', 'int64', ['N']);
+  const io = objectiveInputs(cfg.loss);
+  const roles: Record<string, ValueRole> = { lr: 'lr', loss: 'loss', logits: 'logits', grad_norms_sq: 'grad-norms' };
+  for (const name of io.images) { mg.imageInput(name); roles[name] = 'data'; }
+  for (const name of io.labels) { g.addInput(name, 'int64', ['N']); roles[name] = 'labels'; }
   const lr = g.addInput('lr', 'float32', []);
-  const roles: Record<string, ValueRole> = { labels: 'labels', lr: 'lr', loss: 'loss', logits: 'logits', grad_norms_sq: 'grad-norms' };
-  const logits = output(b, mg.forward(input, 'train'), 'logits');
-  let loss = crossEntropy(b, logits, labels, { labelSmoothing: cfg.loss.labelSmoothing });
-  if (cfg.loss.kind === 'trades') {
-    const adv = mg.imageInput('input_adv');
-    roles.input_adv = 'data';
-    const kl = klDivergence(b, logits, mg.forward(adv, 'train'), { reduction: 'mean', detachP: false });
-    loss = b.add(loss, b.scale(kl, cfg.loss.beta));
-  }
-  output(b, loss, 'loss');
-  const model: BuiltModel = { graph: g, input, logits, params: mg.m.params, buffers: mg.m.buffers, bufferUpdates: mg.m.bufferUpdates };
+  const objective = buildObjective(mg, b, cfg.loss);
+  output(b, objective.logits, 'logits');
+  const loss = output(b, objective.loss, 'loss');
+  const model: BuiltModel = { graph: g, input: io.images[0]!, logits: 'logits', params: mg.m.params, buffers: mg.m.buffers, bufferUpdates: mg.m.bufferUpdates };
   promoteState(model);
   Object.assign(roles, stateRoles(model));
-  const grads = addGradients(g, 'loss', model.params.map((p) => p.name), gradOptions);
-  const norms = b.concat(model.params.map((p) => b.reshape(b.reduce('ReduceSumSquare', grads[p.name]!, b.shape(grads[p.name]!).map((_, i) => i), false), [1])), 0);
+  const paramNames = model.params.map((p) => p.name);
+  const gradOptions = gradOptionsFor(cfg, 'optimizer');
+  const grads = cfg.samRho ? samGradients(mg, b, cfg, loss, paramNames, gradOptions) : addGradients(g, loss, paramNames, gradOptions);
+  const norms = b.concat(paramNames.map((p) => b.reshape(b.reduce('ReduceSumSquare', grads[p]!, b.shape(grads[p]!).map((_, i) => i), false), [1])), 0);
   output(b, norms, 'grad_norms_sq');
   const feedback = emitSgdUpdate(b, model.params, grads, lr, cfg.optimizer);
   for (const [buf, upd] of Object.entries(model.bufferUpdates)) feedback[buf] = output(b, upd, `next.${buf}`);
@@ -215,6 +243,10 @@ export function ensureArtifacts(cfg: ArtifactConfig, graphsRoot: string): BuiltA
   const { gen: train, model, feedback } = generateTrainStep(cfg);
   const gens: Record<string, GeneratedGraph> = { train_step: train, eval: generateEval(cfg) };
   for (const kind of ATTACK_LOSSES) gens[attackGraphName(kind)] = generateAttack(cfg, kind);
+  // SAT's attacker-side smooth backward: training attacks get their own graphs; evaluation keeps true gradients.
+  if (cfg.smoothBackward?.attacker) {
+    for (const kind of ATTACK_LOSSES) gens[`train_${attackGraphName(kind)}`] = generateAttack(cfg, kind, gradOptionsFor(cfg, 'attacker'));
+  }
   mkdirSync(dir, { recursive: true });
   const bytes: Record<string, Uint8Array> = {};
   const graphs: Record<string, GraphEntry> = {};

@@ -7,7 +7,10 @@ import YAML from 'yaml';
 import { UserError } from '../util/errors.js';
 import type { ScheduleKind } from './schedule.js';
 
-export const METHODS = ['standard', 'pgd-at', 'trades', 'fgsm-rs'] as const;
+export const METHODS = ['standard', 'pgd-at', 'trades', 'fgsm-rs', 'sam', 'ft-at', 'ft-trades', 'twins-at', 'twins-trades'] as const;
+/** Methods that fine-tune a pre-trained checkpoint (--init) with a new linear head. */
+export const FINE_TUNE_METHODS: readonly Method[] = ['ft-at', 'ft-trades', 'twins-at', 'twins-trades'];
+export const SMOOTH_BACKWARD = ['none', 'attacker', 'optimizer', 'both'] as const;
 export type Method = (typeof METHODS)[number];
 
 export interface TrainConfig {
@@ -47,15 +50,27 @@ export interface TrainConfig {
   seed: number;
   ep: 'cpu' | 'cuda' | 'webgpu' | 'auto';
   threads: number;
+  /** Pre-trained checkpoint to fine-tune (ft-*, twins-*); its head is replaced by a new one. */
+  init?: string;
+  /** TWINS' weight of the frozen wing's loss. */
+  lambda: number;
+  /** SAM's neighbourhood radius (0.05 = SAM; larger = l-SAM / RFN). */
+  rho: number;
+  /** SAT's gradient-quality variants: ReLU forward with the sigma(alpha x) derivative in the backward pass. */
+  smoothBackward: (typeof SMOOTH_BACKWARD)[number];
+  smoothAlpha: number;
+  /** Keep a snapshot every K epochs (early-stopping baselines); 0 = none. */
+  saveEvery: number;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'eps' | 'alpha' | 'steps'> & Partial<TrainConfig> = {
   arch: 'small-cnn', activation: 'relu', dataset: 'fashion-mnist-mini', valSplit: 0.1, augment: true,
   method: 'pgd-at', epochs: 10, batchSize: 128, lr: 0.1, schedule: 'piecewise', warmup: 0, momentum: 0.9,
   nesterov: false, weightDecay: 5e-4, labelSmoothing: 0, beta: 6, valSteps: 10, valLimit: 500, seed: 0, ep: 'cpu', threads: 0,
+  lambda: 1, rho: 0.05, smoothBackward: 'none', smoothAlpha: 10, saveEvery: 0,
 };
 
-export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'classes', 'limit', 'eps', 'alpha', 'steps'];
+export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init'];
 
 /** "8/255" or "0.1" -> number. */
 export function parseFraction(text: string | number, what: string): number {
@@ -98,17 +113,24 @@ export function readConfigFile(path: string, validKeys: readonly string[]): Reco
 export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | string; alpha?: number | string }): TrainConfig {
   const c = { ...TRAIN_DEFAULTS, ...raw } as TrainConfig & { eps?: number | string; alpha?: number | string };
   if (!METHODS.includes(c.method)) throw new UserError(`unknown method "${c.method}"; use one of ${METHODS.join(', ')}`);
-  const eps = c.eps === undefined ? (c.method === 'standard' ? 0 : 0.1) : parseFraction(c.eps, 'eps');
+  const clean = c.method === 'standard' || c.method === 'sam';
+  const eps = c.eps === undefined ? (clean ? 0 : 0.1) : parseFraction(c.eps, 'eps');
   if (!(eps >= 0 && eps <= 1)) throw new UserError(`--eps ${eps} is outside the data range [0, 1] (images are in [0,1]; use e.g. 8/255)`);
   const steps = c.steps ?? (c.method === 'fgsm-rs' ? 1 : 10);
   // PGD-AT: eps/4 (2/255 at 8/255); TRADES: 0.007 at 0.031 (~eps/4.4); FGSM-RS: 1.25 eps.
-  const alphaDefault = c.method === 'fgsm-rs' ? 1.25 * eps : c.method === 'trades' ? (eps * 0.007) / 0.031 : eps / 4;
+  const alphaDefault = c.method === 'fgsm-rs' ? 1.25 * eps : c.method === 'trades' || c.method === 'ft-trades' ? (eps * 0.007) / 0.031 : eps / 4;
   const alpha = c.alpha === undefined ? alphaDefault : parseFraction(c.alpha, 'alpha');
   const cfg: TrainConfig = { ...c, eps, alpha, steps };
   const positiveInts: (keyof TrainConfig)[] = ['epochs', 'batchSize', 'steps', 'valLimit'];
   for (const k of positiveInts) if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1) throw new UserError(`--${kebab(k)} must be a positive integer, got ${cfg[k]}`);
   if (!(cfg.lr > 0)) throw new UserError(`--lr must be positive, got ${cfg.lr}`);
-  if (cfg.method !== 'standard' && eps === 0) throw new UserError(`--method ${cfg.method} needs --eps > 0`);
+  if (!clean && eps === 0) throw new UserError(`--method ${cfg.method} needs --eps > 0`);
+  if (FINE_TUNE_METHODS.includes(cfg.method) && !cfg.init) throw new UserError(`--method ${cfg.method} fine-tunes a pre-trained model: pass --init CHECKPOINT`);
+  if (cfg.method.startsWith('twins') && cfg.batchSize % 2 !== 0) throw new UserError(`--method ${cfg.method} splits each batch into two halves: --batch-size must be even, got ${cfg.batchSize}`);
+  if (!SMOOTH_BACKWARD.includes(cfg.smoothBackward)) throw new UserError(`--smooth-backward must be one of ${SMOOTH_BACKWARD.join(', ')}`);
+  if (cfg.smoothBackward !== 'none' && cfg.activation !== 'relu') throw new UserError('--smooth-backward changes ReLU\'s backward pass: use it with --activation relu');
+  if (!(cfg.rho > 0)) throw new UserError(`--rho must be positive, got ${cfg.rho}`);
+  if (!Number.isInteger(cfg.saveEvery) || cfg.saveEvery < 0) throw new UserError('--save-every must be a non-negative integer');
   if (!['piecewise', 'cosine', 'cyclic', 'constant'].includes(cfg.schedule)) throw new UserError(`unknown --schedule "${cfg.schedule}"; use piecewise, cosine, cyclic or constant`);
   if (cfg.labelSmoothing < 0 || cfg.labelSmoothing >= 1) throw new UserError('--label-smoothing must be in [0, 1)');
   return cfg;

@@ -16,9 +16,11 @@ import { parseActivation, type ModelSpec } from '../models/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
-import { ensureArtifacts, type ArtifactConfig } from './artifacts.js';
-import type { TrainConfig } from './config.js';
+import { ensureArtifacts, type ArtifactConfig, type Manifest as ArtifactsManifest } from './artifacts.js';
+import type { Method, TrainConfig } from './config.js';
+import type { Tensor } from '../ir/tensor.js';
 import { initialState, ModelRuntime } from './runtime.js';
+import type { LossConfig } from './objectives.js';
 import { learningRate } from './schedule.js';
 
 export interface EpochMetrics {
@@ -85,21 +87,58 @@ export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' |
 }
 
 export function artifactConfigFor(cfg: TrainConfig, model: ModelSpec): ArtifactConfig {
+  const ls = cfg.labelSmoothing;
+  const loss: LossConfig =
+    cfg.method === 'trades' || cfg.method === 'ft-trades' ? { kind: 'trades', beta: cfg.beta, labelSmoothing: ls }
+    : cfg.method === 'twins-at' ? { kind: 'twins-at', lambda: cfg.lambda, labelSmoothing: ls }
+    : cfg.method === 'twins-trades' ? { kind: 'twins-trades', lambda: cfg.lambda, beta: cfg.beta, labelSmoothing: ls }
+    : { kind: 'ce', labelSmoothing: ls };
+  const sb = cfg.smoothBackward;
   return {
-    model,
-    loss: cfg.method === 'trades' ? { kind: 'trades', beta: cfg.beta, labelSmoothing: cfg.labelSmoothing } : { kind: 'ce', labelSmoothing: cfg.labelSmoothing },
+    model, loss,
     optimizer: { kind: 'sgd', momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay },
+    ...(cfg.method === 'sam' ? { samRho: cfg.rho } : {}),
+    ...(sb !== 'none' ? { smoothBackward: { alpha: cfg.smoothAlpha, attacker: sb === 'attacker' || sb === 'both', optimizer: sb === 'optimizer' || sb === 'both' } } : {}),
   };
 }
 
-/** The attack used to make training examples, seeded per batch. */
+/** Methods whose train step takes the clean batch and the adversarial one (TRADES-style objectives). */
+const TAKES_CLEAN_AND_ADV = new Set<Method>(['trades', 'ft-trades', 'twins-trades']);
+
+/** The attack used to make training examples, seeded per batch (eval-mode BN, as recorded in result.json). */
 function trainingAttack(cfg: TrainConfig, seed: number): Attack | undefined {
+  const pgd = (loss: 'ce' | 'kl') => new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, loss, seed });
   switch (cfg.method) {
-    case 'standard': return undefined;
+    case 'standard': case 'sam': return undefined;
     case 'fgsm-rs': return new FgsmRs({ eps: cfg.eps, norm: 'linf', stepSize: cfg.alpha, seed });
-    case 'pgd-at': return new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, seed });
-    case 'trades': return new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, loss: 'kl', seed });
+    case 'trades': case 'ft-trades': return pgd('kl');
+    // TWINS-TRADES also trains on CE-based PGD examples (the official code).
+    case 'pgd-at': case 'ft-at': case 'twins-at': case 'twins-trades': return pgd('ce');
   }
+}
+
+/**
+ * Initial state of a fine-tuning run: every tensor of the pre-trained checkpoint except the linear head,
+ * which is new (seeded); TWINS' frozen BN layers start as copies of the checkpoint's BN layers.
+ */
+export function fineTuneState(init: string, manifest: ArtifactsManifest, seed: number): Map<string, Tensor> {
+  const fresh = initialState(manifest, seed);
+  const ck = loadCheckpoint(init);
+  const spec = manifest.config.model;
+  for (const k of ['arch', 'width', 'depth', 'inChannels', 'imageSize'] as const) {
+    if (ck.meta.model[k] !== spec[k]) throw new UserError(`--init ${init} is a ${k} ${JSON.stringify(ck.meta.model[k])} model but this run builds ${k} ${JSON.stringify(spec[k])}`);
+  }
+  const last = manifest.params.filter((p) => !p.name.startsWith('frozen.')).at(-1)!.name;
+  const head = last.slice(0, last.lastIndexOf('.') + 1);
+  for (const name of fresh.keys()) {
+    if (name.startsWith('momentum.') || name.startsWith(head)) continue;
+    const source = name.startsWith('frozen.') ? name.slice('frozen.'.length) : name;
+    const t = ck.state.get(source);
+    if (!t) throw new UserError(`--init ${init} has no tensor "${source}" for ${spec.arch}`);
+    if (t.dims.join() !== fresh.get(name)!.dims.join()) throw new UserError(`--init ${init}: tensor "${source}" has shape [${t.dims}] but the model needs [${fresh.get(name)!.dims}]`);
+    fresh.set(name, t);
+  }
+  return fresh;
 }
 
 export function accuracy(logits: Float32Array, y: Int32Array, k: number): number {
@@ -162,7 +201,8 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
     metrics = readMetrics(files.metrics).filter((m) => m.epoch < startEpoch);
     reporter.log(`resuming ${files.dir} after epoch ${startEpoch}`);
   } else {
-    rt = new ModelRuntime(artifacts, initialState(artifacts.manifest, cfg.seed), { ep: cfg.ep, threads: cfg.threads });
+    const state = cfg.init ? fineTuneState(cfg.init, artifacts.manifest, cfg.seed) : initialState(artifacts.manifest, cfg.seed);
+    rt = new ModelRuntime(artifacts, state, { ep: cfg.ep, threads: cfg.threads });
   }
   writeFileAtomic(files.config, JSON.stringify({ train: cfg, model: spec, artifacts: artifacts.manifest.key, ...provenance() }, null, 2));
   writeFileAtomic(files.metrics, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
@@ -171,17 +211,23 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const nb = numBatches(trainSet.n, cfg.batchSize, false);
   const augment = cfg.augment ? defaultAugment(trainSet) : false;
   const k = spec.numClasses;
+  const twins = cfg.method.startsWith('twins');
   const t0 = Date.now();
   reporter.start(cfg.epochs, nb, startEpoch);
   try {
     for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
       const te = Date.now();
       let lossSum = 0, correct = 0, seen = 0, lr = 0;
+      const attacker = rt.trainingAttacker();
       for (const batch of batches(trainSet, { batchSize: cfg.batchSize, seed: cfg.seed, epoch, augment })) {
+        if (twins && batch.n % 2 === 1) {
+          if (epoch === startEpoch) reporter.log(`TWINS: dropping the last batch of each epoch (${batch.n} images, odd)`);
+          continue;
+        }
         lr = learningRate(schedule, epoch + batch.index / nb);
         const attack = trainingAttack(cfg, deriveSeed(cfg.seed, epoch, batch.index));
-        const xAdv = attack ? (await attack.run(rt, batch.x, batch.y, batch.n)).xAdv : undefined;
-        const { loss, logits } = cfg.method === 'trades'
+        const xAdv = attack ? (await attack.run(attacker, batch.x, batch.y, batch.n)).xAdv : undefined;
+        const { loss, logits } = TAKES_CLEAN_AND_ADV.has(cfg.method)
           ? await rt.trainStep(batch.x, batch.y, batch.n, lr, xAdv)
           : await rt.trainStep(xAdv ?? batch.x, batch.y, batch.n, lr);
         lossSum += loss * batch.n;
@@ -200,6 +246,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
       // Best first, then latest: a crash between the two leaves the latest checkpoint one epoch
       // behind, and resuming redoes that epoch identically.
       if (isBest) saveCheckpoint(files.best, state, meta);
+      if (cfg.saveEvery > 0 && (epoch + 1) % cfg.saveEvery === 0) saveCheckpoint(join(files.dir, `checkpoint-epoch${epoch + 1}.safetensors`), state, meta);
       saveCheckpoint(files.checkpoint, state, meta);
       writeFileAtomic(files.metrics, metrics.map((x) => JSON.stringify(x) + '\n').join(''));
       reporter.epoch(m);
@@ -212,11 +259,24 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const last = metrics[metrics.length - 1]!;
   writeFileAtomic(files.result, JSON.stringify({
     kind: 'train', method: cfg.method, dataset: cfg.dataset, arch: cfg.arch, activation: cfg.activation,
-    epochs: cfg.epochs, seed: cfg.seed, attack: cfg.method === 'standard' ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, bn_mode: 'eval' },
+    epochs: cfg.epochs, seed: cfg.seed, attack: cfg.eps === 0 ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, bn_mode: 'eval', smooth_backward: cfg.smoothBackward },
+    method_settings: methodSettings(cfg),
     final: { val_clean_acc: last.val_clean_acc, val_robust_acc: last.val_robust_acc, val_attack: { name: 'pgd', steps: cfg.valSteps, eps: cfg.eps, n: Math.min(cfg.valLimit, valSet.n) } },
     best_epoch: best.epoch, checkpoint: files.checkpoint, best_checkpoint: files.best, train_seconds: seconds, ...provenance(),
   }, null, 2));
   return { files, metrics, bestEpoch: best.epoch, seconds };
+}
+
+/** The settings specific to the method, for result.json (they change the number). */
+function methodSettings(cfg: TrainConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (cfg.init) out.init = cfg.init;
+  if (cfg.method.includes('trades')) out.beta = cfg.beta;
+  if (cfg.method.startsWith('twins')) out.lambda = cfg.lambda;
+  if (cfg.method === 'sam') out.rho = cfg.rho;
+  if (cfg.smoothBackward !== 'none') out.smooth_backward = { variant: cfg.smoothBackward, alpha: cfg.smoothAlpha };
+  if (cfg.activation !== 'relu') out.activation = cfg.activation;
+  return out;
 }
 
 export function readMetrics(path: string): EpochMetrics[] {

@@ -14,8 +14,10 @@ import { attackGraphName, type BuiltArtifacts, type Manifest } from './artifacts
 export function initialState(manifest: Manifest, seed: number): Map<string, Tensor> {
   const model = buildModel(manifest.config.model, { bnMode: 'eval', seed });
   const state = new Map<string, Tensor>();
-  for (const p of manifest.params) state.set(p.name, model.graph.initializers.get(p.name)!);
-  for (const b of manifest.buffers) state.set(b, model.graph.initializers.get(b)!);
+  // TWINS' frozen BN layers start as copies of the (adaptive) BN layers.
+  const init = (name: string) => model.graph.initializers.get(name.replace(/^frozen\./, ''))!;
+  for (const p of manifest.params) state.set(p.name, init(p.name));
+  for (const b of manifest.buffers) state.set(b, init(b));
   for (const m of manifest.momentum) {
     const p = state.get(m.slice('momentum.'.length))!;
     state.set(m, makeTensor('float32', p.dims));
@@ -86,14 +88,27 @@ export class ModelRuntime implements AttackModel {
 
   /**
    * One SGD step on a batch; returns the loss and the train-mode logits (of `x`).
-   * TRADES artifacts also take the adversarial batch `xAdv`.
+   * TRADES artifacts also take the adversarial batch `xAdv`; TWINS artifacts get each batch split in
+   * halves, the first half through the frozen wing and the second through the adaptive one.
    */
   async trainStep(x: Float32Array, y: Int32Array, n: number, lr: number, xAdv?: Float32Array): Promise<{ loss: number; logits: Float32Array }> {
     const s = await this.session('train_step');
-    const feeds: Record<string, ort.Tensor> = { ...this.stateFeeds('train_step'), input: this.images(x, n), labels: int64Labels(y), lr: toOrt(makeTensor('float32', [], [lr])) };
+    const twins = s.inputNames.includes('input_b');
+    if (twins && n % 2 !== 0) throw new UserError(`TWINS splits each batch into two equal halves, but got a batch of ${n}; use an even --batch-size (the last batch is dropped when odd)`);
+    const h = twins ? n / 2 : n;
+    const per = this.inputShape.reduce((a, d) => a * d, 1);
+    const half = (a: Float32Array, i: number) => a.subarray(i * h * per, (i + 1) * h * per);
+    const feeds: Record<string, ort.Tensor> = { ...this.stateFeeds('train_step'), lr: toOrt(makeTensor('float32', [], [lr])) };
+    feeds.input = this.images(half(x, 0), h);
+    feeds.labels = int64Labels(y.subarray(0, h));
+    if (twins) {
+      feeds.input_b = this.images(half(x, 1), h);
+      feeds.labels_b = int64Labels(y.subarray(h, n));
+    }
     if (s.inputNames.includes('input_adv')) {
       if (!xAdv) throw new Error('these artifacts (TRADES) need the adversarial batch');
-      feeds.input_adv = this.images(xAdv, n);
+      feeds.input_adv = this.images(half(xAdv, 0), h);
+      if (twins) feeds.input_adv_b = this.images(half(xAdv, 1), h);
     }
     const out = await s.run(feeds);
     const loss = Number(out.loss!.data[0]);
@@ -118,8 +133,21 @@ export class ModelRuntime implements AttackModel {
     return out.logits!.data as Float32Array;
   }
 
-  async lossGrad(x: Float32Array, n: number, loss: AttackLoss): Promise<LossGradResult> {
-    const name = attackGraphName(loss.kind);
+  lossGrad(x: Float32Array, n: number, loss: AttackLoss): Promise<LossGradResult> {
+    return this.lossGradWith('', x, n, loss);
+  }
+
+  /**
+   * The model as the training attacker sees it: the same, unless SAT's attacker-side smooth backward
+   * gave the training attacks their own gradient graphs (evaluation always uses true gradients).
+   */
+  trainingAttacker(): AttackModel {
+    if (!this.artifacts.bytes[`train_${attackGraphName('ce')}`]) return this;
+    return { numClasses: this.numClasses, inputShape: this.inputShape, logits: (x, n) => this.logits(x, n), lossGrad: (x, n, l) => this.lossGradWith('train_', x, n, l) };
+  }
+
+  private async lossGradWith(prefix: string, x: Float32Array, n: number, loss: AttackLoss): Promise<LossGradResult> {
+    const name = prefix + attackGraphName(loss.kind);
     const s = await this.session(name);
     const feeds: Record<string, ort.Tensor> = { ...this.stateFeeds(name), input: this.images(x, n) };
     if ('labels' in loss) feeds.labels = int64Labels(loss.labels);
