@@ -2,14 +2,13 @@
 
 import type { CommandModule } from 'yargs';
 import { ATTACK_NAMES } from '../attacks/index.js';
-import { loadDataset, type Split } from '../data/index.js';
+import type { Split } from '../data/index.js';
 import { evaluate } from '../eval/evaluate.js';
-import { detectModelKind, openModel, withArchOptions } from '../interop/load.js';
+import { withArchOptions } from '../interop/load.js';
 import { parseFraction } from '../train/config.js';
-import { ModelRuntime } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
-import { GRAPHS_DIR } from './train.js';
+import { runtimeFromCheckpoint } from './load-model.js';
 
 export const evalCommand: CommandModule = {
   command: 'eval',
@@ -36,18 +35,8 @@ export const evalCommand: CommandModule = {
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
   handler: async (argv) => {
     const a = argv as any;
-    const extra = detectModelKind(a.model).meta?.extra ?? {};
-    const dataset = a.dataset ?? (extra.dataset as string | undefined);
-    if (!dataset) throw new UserError(`${a.model} does not record its dataset; pass --dataset`);
-    const classes = a.classes ?? (extra.classes as string | null) ?? undefined;
-    const ds = await loadDataset(dataset, a.split as Split, { dataDir: a.dataDir, classes, val: a.split === 'val' ? 0.1 : undefined });
-    const model = await openModel(a.model, { arch: a, data: { channels: ds.channels, height: ds.height, numClasses: ds.numClasses, mean: ds.mean, std: ds.std }, graphsDir: GRAPHS_DIR });
-    for (const note of model.notes) process.stderr.write(`advrun: ${a.model}: ${note}\n`);
+    const { rt, model, ds } = await runtimeFromCheckpoint(a.model, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split: a.split as Split, arch: a, ep: a.ep, threads: a.threads });
     const spec = model.spec;
-    if (ds.channels !== spec.inChannels || ds.height !== spec.imageSize || ds.numClasses !== spec.numClasses) {
-      throw new UserError(`${a.model} expects ${spec.inChannels}x${spec.imageSize}x${spec.imageSize} images and ${spec.numClasses} classes but ${ds.name} has ${ds.channels}x${ds.height}x${ds.width} and ${ds.numClasses}`);
-    }
-    const rt = new ModelRuntime(model.artifacts, model.state, { ep: a.ep, threads: a.threads });
     try {
       const eps = parseFraction(a.eps, 'eps');
       if (a.norm === 'linf' && !(eps >= 0 && eps <= 1)) throw new UserError(`--eps ${eps} is outside the data range [0, 1]`);

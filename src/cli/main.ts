@@ -11,6 +11,8 @@ import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
 import { compareCommand } from './compare.js';
 import { gridCommand } from './grid.js';
+import { transferCommand } from './transfer.js';
+import { sharpnessCommand } from './sharpness.js';
 import { VERSION } from '../version.js';
 
 async function main(): Promise<void> {
@@ -24,6 +26,8 @@ async function main(): Promise<void> {
     .command(exportCommand)
     .command(compareCommand)
     .command(gridCommand)
+    .command(transferCommand)
+    .command(sharpnessCommand)
     .demandCommand(1, 'name a command (see advrun --help)')
     .strict()
     // A repeated option takes its last value, as in most command lines (not an array).

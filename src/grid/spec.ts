@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { closest } from 'fastest-levenshtein';
 import YAML from 'yaml';
 import { ATTACK_NAMES } from '../attacks/index.js';
-import { TRAIN_KEYS } from '../train/config.js';
+import { SMOOTH_BACKWARD, TRAIN_KEYS } from '../train/config.js';
 import { UserError } from '../util/errors.js';
 
 export const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -21,6 +21,7 @@ const TRAIN_KINDS: Record<string, Kind> = {
   valSplit: 'number', limit: 'int', augment: 'boolean', method: 'string', epochs: 'int', batchSize: 'int', lr: 'number',
   schedule: 'string', warmup: 'number', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', labelSmoothing: 'number',
   eps: 'fraction', alpha: 'fraction', steps: 'int', beta: 'number', valSteps: 'int', valLimit: 'int', seed: 'int', ep: ['cpu', 'cuda', 'webgpu', 'auto'],
+  init: 'string', lambda: 'number', rho: 'number', smoothBackward: [...SMOOTH_BACKWARD], smoothAlpha: 'number', saveEvery: 'int',
 };
 
 /** The options of `advrun eval` a grid can set, plus which checkpoint to evaluate. */
@@ -92,6 +93,9 @@ const EXECUTOR: Record<string, Kind> = {
   kind: ['local', 'slurm'], workers: 'int', threadsPerRun: 'int', retries: 'int', partition: 'string', time: 'string', gpus: 'any',
   cpusPerTask: 'int', mem: 'string', maxParallel: 'int', jobName: 'string', sbatch: 'any',
 };
+
+/** The words people use for sbatch's --cpus-per-task and --mem. */
+const EXECUTOR_ALIASES: Record<string, string> = { cpus: 'cpusPerTask', memory: 'mem' };
 
 /** Collects every problem in a spec, then reports them together on one line. */
 class Problems {
@@ -232,7 +236,7 @@ function parseExecutor(v: unknown, p: Problems): ExecutorSpec {
   if (!isMap(e)) { p.add('executor', 'must be local, slurm, or a mapping with kind: and options'); return { kind: 'local', sbatch: [] }; }
   const out: Record<string, unknown> = { kind: 'local', sbatch: [] };
   for (const [raw, value] of Object.entries(e)) {
-    const k = camel(raw);
+    const k = EXECUTOR_ALIASES[camel(raw)] ?? camel(raw);
     if (!(k in EXECUTOR)) { p.unknown('executor', raw, Object.keys(EXECUTOR).map(kebab)); continue; }
     const err = checkKind(EXECUTOR[k]!, value);
     if (err) p.add(`executor.${raw}`, err);

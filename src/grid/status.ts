@@ -25,7 +25,8 @@ export interface GridStatus {
   /** Seconds until the remaining runs should be done, from finished runs' durations; null if unknown. */
   eta_seconds: number | null;
   runs: RunStatusLine[];
-  slurm: { jobs: string[]; queued: number; accounting: string | null } | null;
+  /** note: why squeue or sacct could not be read (e.g. accounting disabled), if so. */
+  slurm: { jobs: string[]; queued: number; note: string | null } | null;
 }
 
 /** The grid's state from its files (and squeue/sacct when it was submitted to Slurm). */
@@ -34,19 +35,23 @@ export function gridStatus(dir: string): GridStatus {
   const states = grid.runs.map((r) => ({ r, s: runState(dir, r) }));
   const slurmJobs = existsSync(gridPaths(dir).slurm) ? readSlurmFile(dir).jobs : [];
   let queue = new Map<number, TaskState>();
-  let accounting: Map<number, TaskState> | string = new Map();
+  let accounting = new Map<number, TaskState>();
+  const notes: string[] = [];
   if (slurmJobs.length) {
     try {
       queue = slurmQueue(slurmJobs);
     } catch (e) {
-      accounting = (e as Error).message;
+      notes.push((e as Error).message);
     }
-    if (typeof accounting !== 'string') accounting = slurmAccounting(slurmJobs);
+    // sacct remembers finished tasks (squeue forgets them), where accounting is enabled.
+    const acct = slurmAccounting(slurmJobs);
+    if (typeof acct === 'string') notes.push(acct);
+    else accounting = acct;
   }
   const counts: Record<RunStatus, number> = { done: 0, running: 0, failed: 0, interrupted: 0, pending: 0 };
   const runs = states.map(({ r, s }): RunStatusLine => {
     counts[s.status]++;
-    const slurm = queue.get(r.index) ?? (typeof accounting === 'string' ? null : accounting.get(r.index) ?? null);
+    const slurm = queue.get(r.index) ?? accounting.get(r.index) ?? null;
     return { index: r.index, id: r.id, label: labelText(r.label), status: s.status, attempts: s.attempts.length, stage: s.stage, error: s.error, slurm };
   });
   // Mean wall time of a finished run (all its attempts), times the runs left, over the runs in flight.
@@ -56,7 +61,7 @@ export function gridStatus(dir: string): GridStatus {
   const eta = left === 0 ? 0 : durations.length ? (durations.reduce((a, v) => a + v, 0) / durations.length) * left / parallel : null;
   return {
     dir: gridPaths(dir).dir, name: grid.name, total: grid.runs.length, counts, eta_seconds: eta, runs,
-    slurm: slurmJobs.length ? { jobs: slurmJobs.map((j) => j.job_id), queued: queue.size, accounting: typeof accounting === 'string' ? accounting : null } : null,
+    slurm: slurmJobs.length ? { jobs: slurmJobs.map((j) => j.job_id), queued: queue.size, note: notes.length ? notes.join('; ') : null } : null,
   };
 }
 
@@ -74,7 +79,7 @@ export function countsText(c: Record<RunStatus, number>): string {
 export function renderStatus(st: GridStatus, all: boolean): string {
   const lines = [`grid ${st.name} (${st.dir}): ${st.total} runs: ${countsText(st.counts)}; ETA ${formatDuration(st.eta_seconds)}`];
   if (st.slurm) {
-    lines.push(`slurm jobs ${st.slurm.jobs.join(', ')}: ${st.slurm.queued} array tasks queued or running${st.slurm.accounting ? ` (sacct: ${st.slurm.accounting})` : ''}`);
+    lines.push(`slurm jobs ${st.slurm.jobs.join(', ')}: ${st.slurm.queued} array tasks queued or running${st.slurm.note ? ` (${st.slurm.note})` : ''}`);
   }
   for (const r of st.runs) {
     if (!all && r.status === 'done') continue;

@@ -46,7 +46,10 @@ export interface RunEntry {
   clean_acc: number | null;
   robust_acc: number | null;
   n_eval: number | null;
+  /** The attack's own record of its settings (from eval.json). */
   attack: Record<string, unknown> | null;
+  /** The evaluation as planned (known even for runs that have not finished). */
+  evaluation: Record<string, unknown> | null;
   bn_mode: string | null;
   seed: number;
   val_clean_acc: number | null;
@@ -112,7 +115,7 @@ function runEntry(dir: string, run: PlannedRun, metrics: Metric[]): RunEntry {
     id: run.id, index: run.index, status: state.status, error: state.status === 'failed' ? state.error : null, params: run.label,
     dataset: run.eval?.dataset ?? run.train.dataset, architecture: run.train.arch, training,
     threat_model: run.eval ? (run.eval.norm === 'linf' ? 'Linf' : 'L2') : null, eps: run.eval?.eps ?? null,
-    clean_acc: values.clean_acc, robust_acc: values.robust_acc, n_eval: num(ev?.n), attack: ev?.attack ?? null, bn_mode: ev?.bn_mode ?? (tr ? 'eval' : null),
+    clean_acc: values.clean_acc, robust_acc: values.robust_acc, n_eval: num(ev?.n), attack: ev?.attack ?? null, evaluation: run.eval ? { ...run.eval } : null, bn_mode: ev?.bn_mode ?? (tr ? 'eval' : null),
     seed: run.train.seed, val_clean_acc: values.val_clean_acc, val_robust_acc: values.val_robust_acc, best_epoch: values.best_epoch,
     advrun_version: ev?.advrun_version ?? tr?.advrun_version ?? null, git_commit: ev?.git_commit ?? tr?.git_commit ?? null, onnxruntime: ev?.onnxruntime ?? tr?.onnxruntime ?? null,
     metrics: Object.fromEntries(metrics.map((m) => [m, values[m]])),

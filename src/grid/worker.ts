@@ -79,7 +79,10 @@ function runStage(stage: string, args: string[], log: string, lock: RunLock, o: 
     child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
     const abort = () => child.kill('SIGTERM');
     o.signal?.addEventListener('abort', abort);
+    let settled = false;
     const finish = (r: StageResult) => {
+      if (settled) return; // 'error' (could not spawn) may be followed by 'close'
+      settled = true;
       o.signal?.removeEventListener('abort', abort);
       lock.setChild(null, null);
       if (stdout) writeSync(fd, stdout.endsWith('\n') ? stdout : `${stdout}\n`);

@@ -243,12 +243,13 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
       if (isBest) best = { epoch, score };
       const meta = { model: spec, epoch: epoch + 1, step: rt.step, extra: { best, artifacts: artifacts.manifest.key, dataset: cfg.dataset, classes: cfg.classes ?? null, method: cfg.method } };
       const state = rt.getState();
-      // Best first, then latest: a crash between the two leaves the latest checkpoint one epoch
-      // behind, and resuming redoes that epoch identically.
+      // Metrics, best and snapshots first, the latest checkpoint last: a crash in between leaves the
+      // latest checkpoint one epoch behind, and resuming drops the extra metrics line and redoes that
+      // epoch identically.
+      writeFileAtomic(files.metrics, metrics.map((x) => JSON.stringify(x) + '\n').join(''));
       if (isBest) saveCheckpoint(files.best, state, meta);
       if (cfg.saveEvery > 0 && (epoch + 1) % cfg.saveEvery === 0) saveCheckpoint(join(files.dir, `checkpoint-epoch${epoch + 1}.safetensors`), state, meta);
       saveCheckpoint(files.checkpoint, state, meta);
-      writeFileAtomic(files.metrics, metrics.map((x) => JSON.stringify(x) + '\n').join(''));
       reporter.epoch(m);
     }
   } finally {

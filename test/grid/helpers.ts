@@ -1,26 +1,24 @@
 // Shared by the grid tests: the built CLI (rebuilt when src/ is newer), tiny specs, temp dirs.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
-function newestTs(dir: string): number {
-  let t = 0;
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    const s = statSync(p);
-    t = Math.max(t, s.isDirectory() ? newestTs(p) : name.endsWith('.ts') ? s.mtimeMs : 0);
-  }
-  return t;
-}
+const newest = (paths: string[]) => Math.max(...paths.map((p) => statSync(p).mtimeMs));
 
-/** The tests run the real CLI: build dist/ first when it is missing or older than src/. */
+/**
+ * The tests run the real CLI: build dist/ when it is missing or older than the grid's sources.
+ * (vitest's global setup builds everything first; checking only the grid's own files here avoids
+ * rebuilding dist/ under the other test files' running processes when unrelated sources change.)
+ */
 export function ensureBuilt(): void {
-  const built = join(ROOT, 'dist', 'grid', 'scheduler.js');
-  if (existsSync(CLI) && existsSync(built) && statSync(built).mtimeMs >= newestTs(join(ROOT, 'src'))) return;
+  const grid = join(ROOT, 'src', 'grid');
+  const sources = [...readdirSync(grid).map((f) => join(grid, f)), join(ROOT, 'src', 'cli', 'grid.ts'), join(ROOT, 'src', 'cli', 'main.ts')];
+  const built = ['scheduler.js', 'table.js', 'spec.js'].map((f) => join(ROOT, 'dist', 'grid', f));
+  if (existsSync(CLI) && built.every(existsSync) && Math.min(...built.map((p) => statSync(p).mtimeMs)) >= newest(sources)) return;
   execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
 }
 
@@ -40,7 +38,16 @@ export function startCli(args: string[]): { child: ChildProcess; done: Promise<C
   return { child, done };
 }
 
-export const tempDir = (tag: string) => mkdtempSync(join(tmpdir(), `advrun-grid-${tag}-`));
+const temps: string[] = [];
+export function tempDir(tag: string): string {
+  const d = mkdtempSync(join(tmpdir(), `advrun-grid-${tag}-`));
+  temps.push(d);
+  return d;
+}
+/** For afterAll: remove the directories this test file made. */
+export function removeTempDirs(): void {
+  for (const d of temps.splice(0)) rmSync(d, { recursive: true, force: true });
+}
 
 /** Tiny runs: seconds each (fashion-mnist-mini is shipped). */
 export const TINY_BASE = {

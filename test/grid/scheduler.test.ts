@@ -4,10 +4,10 @@
 // an uninterrupted grid.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLock } from '../../src/grid/lock.js';
 import { runPaths, type Attempt } from '../../src/grid/rundir.js';
-import { ensureBuilt, readJsonFile, runCli, sleep, startCli, tempDir, TINY_BASE, TINY_EVAL, writeSpec } from './helpers.js';
+import { ensureBuilt, readJsonFile, removeTempDirs, runCli, sleep, startCli, tempDir, TINY_BASE, TINY_EVAL, writeSpec } from './helpers.js';
 
 const EPOCHS = 4;
 const SPEC = {
@@ -31,6 +31,8 @@ const metricLines = (dir: string, id: string) => {
     return [];
   }
 };
+
+afterAll(removeTempDirs);
 
 describe('grid scheduler (local pool, real processes)', () => {
   beforeAll(() => {

@@ -5,8 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, readJsonFile, runCli, sleep, startCli, tempDir, TINY_BASE, TINY_EVAL, writeSpec } from './helpers.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt, readJsonFile, removeTempDirs, runCli, sleep, startCli, tempDir, TINY_BASE, TINY_EVAL, writeSpec } from './helpers.js';
 
 const SPEC = {
   name: 'slurm-e2e',
@@ -18,6 +18,8 @@ const SPEC = {
 };
 
 let unavailable: string | null = null;
+
+afterAll(removeTempDirs);
 
 describe('grid on Slurm (real single-node cluster)', () => {
   beforeAll(() => {

@@ -2,11 +2,11 @@
 // spec), expansion counts with include/exclude/overrides, and stable run ids.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expandGrid } from '../../src/grid/expand.js';
 import { validateSpec } from '../../src/grid/spec.js';
 import { UserError } from '../../src/util/errors.js';
-import { ensureBuilt, runCli, tempDir, TINY_BASE, TINY_EVAL, writeSpec } from './helpers.js';
+import { ensureBuilt, removeTempDirs, runCli, tempDir, TINY_BASE, TINY_EVAL, writeSpec } from './helpers.js';
 
 const spec = (extra: object) => ({ name: 't', base: TINY_BASE, eval: TINY_EVAL, ...extra });
 const errorOf = (obj: unknown): string => {
@@ -18,6 +18,8 @@ const errorOf = (obj: unknown): string => {
   }
   throw new Error('expected the spec to be rejected');
 };
+
+afterAll(removeTempDirs);
 
 describe('grid spec validation', () => {
   it('names an unknown key and the nearest valid one, wherever it is', () => {
@@ -117,6 +119,13 @@ describe('advrun grid plan (CLI)', () => {
     const j = JSON.parse(runCli(['grid', 'plan', p, '--json']).stdout);
     expect(j.count).toBe(3);
     expect(j.runs[0].train.width).toBe(4);
+  });
+
+  it('reads YAML specs (the example in test/grid)', () => {
+    const r = runCli(['grid', 'plan', join(import.meta.dirname, 'example-grid.yaml')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe('grid example: 5 runs');
+    expect(r.stdout).toContain('eps=8/255 seed=1 method=pgd-at');
   });
 
   it('rejects an invalid spec with one line and creates nothing', () => {

@@ -4,14 +4,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { expandGrid } from '../../src/grid/expand.js';
 import { lockHeld, RunLock } from '../../src/grid/lock.js';
 import { runPaths } from '../../src/grid/rundir.js';
 import { prepareDir } from '../../src/grid/scheduler.js';
 import { validateSpec } from '../../src/grid/spec.js';
 import { buildTable, renderCsv, renderMarkdown } from '../../src/grid/table.js';
-import { tempDir, TINY_BASE, TINY_EVAL } from './helpers.js';
+import { removeTempDirs, tempDir, TINY_BASE, TINY_EVAL } from './helpers.js';
 
 function fakeResult(dir: string, id: string, robust: number, clean = 0.8): void {
   const p = runPaths(dir, id);
@@ -19,6 +19,8 @@ function fakeResult(dir: string, id: string, robust: number, clean = 0.8): void 
   writeFileSync(p.result, JSON.stringify({ final: { val_clean_acc: clean, val_robust_acc: robust }, best_epoch: 0, advrun_version: '0.1.0', git_commit: 'abc' }));
   writeFileSync(p.eval, JSON.stringify({ clean_acc: clean, robust_acc: robust, n: 50, attack: { attack: 'pgd', steps: 2 }, bn_mode: 'eval', advrun_version: '0.1.0', git_commit: 'abc' }));
 }
+
+afterAll(removeTempDirs);
 
 describe('grid tables', () => {
   it('aggregates over seeds and counts missing and failed runs in their cells', () => {
