@@ -8,6 +8,7 @@ import { graphsCommand } from './graphs.js';
 import { benchCommand } from './bench.js';
 import { trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
+import { reproduceCommand } from './reproduce.js';
 import { exportCommand } from './export.js';
 import { compareCommand } from './compare.js';
 import { gridCommand } from './grid.js';
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
     .usage('$0 <command> [options]\n\nAdversarial-robustness experiments on ONNX Runtime.')
     .command(trainCommand)
     .command(evalCommand)
+    .command(reproduceCommand)
     .command(graphsCommand)
     .command(benchCommand)
     .command(exportCommand)
