@@ -220,8 +220,8 @@ def evaluate(model, x, y, settings, batch_size=256, first_logits=16):
         robust[s: s + len(yb)] = r
     logits = torch.cat(logits_all)
     return {
-        "clean_acc": clean.float().mean().item(),
-        "robust_acc": robust.float().mean().item() if settings is not None else None,
+        "clean_acc": clean.double().mean().item(),
+        "robust_acc": robust.double().mean().item() if settings is not None else None,
         "n": n,
         "attack": settings,
         "per_example": {"clean": "".join("1" if v else "0" for v in clean.tolist()),

@@ -134,6 +134,9 @@ export async function openModel(path: string, o: OpenOptions): Promise<OpenedMod
   }
   if (kind.kind === 'pytorch') {
     const spec = specFromArchOptions(o.arch ?? {}, path, o.data);
+    if (o.arch?.mean === undefined || o.arch?.std === undefined) {
+      notes.push(`normalisation inside the model: mean [${spec.mean}], std [${spec.std}] (${o.data ? "the dataset's" : 'the default'}; pass --mean/--std as the PyTorch model uses them, --mean 0 --std 1 for none)`);
+    }
     const foreign = decodeForeignState(readFileSync(path), path);
     if (foreign.unwrapped.length) notes.push(`state_dict found under ${foreign.unwrapped.map((k) => `["${k}"]`).join('')}`);
     const { state: weights, stripped } = fitState(foreign.tensors, spec, path);

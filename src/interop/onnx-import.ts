@@ -6,7 +6,8 @@
 //   - the first output becomes "logits" [N, K] (other outputs are dropped);
 //   - every initializer stays an initializer, classified by how the graph uses it:
 //       params  = weights and biases of Conv/ConvTranspose/Gemm/MatMul, BN/Instance/LayerNorm affine,
-//                 PRelu slopes, and Add biases after a MatMul (trainable; fine-tuning updates them),
+//                 PRelu slopes, and Add biases after a MatMul, also when they pass through
+//                 Unsqueeze/Reshape/Transpose/... on the way (trainable; fine-tuning updates them),
 //       buffers = BatchNormalization running mean/var (updated by train-mode forward passes),
 //       the rest (normalisation constants, shape tensors...) stay constants of the graph;
 //   - opset 13-16 is upgraded in place to 17 (every CNN op is unchanged from 13 to 17; the checks
@@ -19,7 +20,8 @@
 //   - run-time shape computations feeding Reshape (`x.view(x.size(0), -1)` exports as
 //     Shape/Gather/Unsqueeze/Concat) are folded to constant targets ([0, -1]) when the only run-time
 //     quantity is a dimension the Reshape copies, so shapes stay known for autodiff.
-// Names that collide with advrun's artifact interface (labels, loss, grad_input...) get a suffix.
+// Names that collide with advrun's artifact interface (labels, loss, grad_input...) get a suffix, and
+// node names in the IR builder's pattern ("Conv_3") get an "onnx/" prefix.
 //
 // From the template, imported-artifacts.ts builds the eval, attack and (optionally) train-step
 // graphs that ModelRuntime runs, exactly as for built-in models.
@@ -191,7 +193,9 @@ export function rebuildGraph(src: Graph, rewrite?: (node: Node, g: Graph, b: Bui
       node.outputs.forEach((o, i) => { if (o && replaced[i]) alias.set(o, replaced[i]!); });
       continue;
     }
-    g.insertNode({ ...node, inputs: node.inputs.map(map), outputs: [...node.outputs], attrs: { ...node.attrs }, meta: node.meta ? { ...node.meta } : undefined });
+    // The new graph numbers its own nodes from 0: keep copied builder-style names ("Constant_0") apart.
+    const name = /^[A-Za-z]+_\d+$/.test(node.name) ? `base/${node.name}` : node.name;
+    g.insertNode({ ...node, name, inputs: node.inputs.map(map), outputs: [...node.outputs], attrs: { ...node.attrs }, meta: node.meta ? { ...node.meta } : undefined });
   }
   g.outputs = src.outputs.map(map);
   return g;
@@ -214,17 +218,28 @@ function roleOf(g: Graph, n: Node, slot: number): Role {
   return 'const';
 }
 
+/** Ops that only move or relabel data: a weight reshaped or transposed on its way to its layer keeps its role. */
+const PASS_THROUGH = new Set(['Identity', 'Unsqueeze', 'Squeeze', 'Reshape', 'Flatten', 'Transpose', 'Cast']);
+
 function classify(g: Graph, notes: string[]): { params: ParamInfo[]; buffers: string[] } {
-  const uses = new Map<string, { node: Node; slot: number }[]>();
+  const consumers = new Map<string, { node: Node; slot: number }[]>();
   for (const n of g.nodes) n.inputs.forEach((inp, slot) => {
-    if (inp && g.initializers.has(inp)) (uses.get(inp) ?? uses.set(inp, []).get(inp)!).push({ node: n, slot });
+    if (inp) (consumers.get(inp) ?? consumers.set(inp, []).get(inp)!).push({ node: n, slot });
   });
+  const uses = (name: string) => consumers.get(name) ?? [];
+  const role = (node: Node, slot: number, depth = 0): Role => {
+    if (PASS_THROUGH.has(node.op) && slot === 0 && depth < 8) {
+      const rs = uses(node.outputs[0]!).map((u) => role(u.node, u.slot, depth + 1));
+      return rs.includes('param') ? 'param' : rs.length > 0 && rs.every((r) => r === 'buffer') ? 'buffer' : 'const';
+    }
+    return roleOf(g, node, slot);
+  };
   const params: ParamInfo[] = [];
   const buffers: string[] = [];
   for (const [name, t] of [...g.initializers]) {
     if (t.dtype !== 'float32') continue;
-    const u = uses.get(name) ?? [];
-    const roles = u.map(({ node, slot }) => roleOf(g, node, slot));
+    const u = uses(name);
+    const roles = u.map(({ node, slot }) => role(node, slot));
     if (roles.includes('buffer') && roles.some((r) => r !== 'buffer')) {
       // A statistic shared with a weight (torch dedups equal tensors): give the BN slots their own copy.
       const copy = g.fresh(`${name}.running_stat`);
@@ -279,7 +294,7 @@ export async function importOnnx(bytes: Uint8Array, source: string): Promise<Imp
   const taken = new Set<string>([...g0.types.keys()]);
   const rename = new Map<string, string>([[inName, 'input']]);
   for (const n of taken) {
-    if (n === inName || !isReserved(n)) continue;
+    if (n === inName || !isReserved(n) || (n === 'logits' && n === outName)) continue;
     let alt = `${n}__onnx`;
     for (let k = 1; taken.has(alt); k++) alt = `${n}__onnx${k}`;
     taken.add(alt);
@@ -306,7 +321,9 @@ export async function importOnnx(bytes: Uint8Array, source: string): Promise<Imp
       const target = foldReshapeTarget(g, sym, node, inputs[0]!, inputs[1]);
       if (target) { inputs[1] = b.ints(target); folded++; }
     }
-    const copy: Node = { ...node, inputs, outputs, attrs: { ...node.attrs } };
+    // Node names like the IR builder's own ("Conv_3") would collide with the nodes autodiff adds.
+    const name = /^[A-Za-z]+_\d+$/.test(node.name) ? `onnx/${node.name}` : node.name;
+    const copy: Node = { ...node, name, inputs, outputs, attrs: { ...node.attrs } };
     g.insertNode(copy);
     if (outputs.length === 1 && outputs[0] && (g.type(outputs[0]).dtype === 'int64' || g.type(outputs[0]).dtype === 'int32')) {
       const v = evalSym(g, sym, copy);
@@ -324,7 +341,7 @@ export async function importOnnx(bytes: Uint8Array, source: string): Promise<Imp
   if (typeof ls[0] === 'number') {
     throw new UserError(`${source}: output "${outName}" has a fixed batch size ${ls[0]} (a Reshape with a constant batch?); re-export with dynamic_axes={"${inName}": {0: "batch"}, "${outName}": {0: "batch"}} and x.flatten(1) or x.view(x.size(0), -1)`);
   }
-  g.addNode('Identity', [logitsIn], {}, { outputs: ['logits'] });
+  if (logitsIn !== 'logits') g.addNode('Identity', [logitsIn], {}, { outputs: ['logits'], name: 'advrun/logits' });
   g.outputs = ['logits'];
   g.prune();
   const { params, buffers } = classify(g, notes);

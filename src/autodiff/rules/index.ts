@@ -10,3 +10,4 @@ import './topk.js';
 import './pool.js';
 import './batchnorm.js';
 import './linear.js';
+import './parametric.js';
