@@ -5,7 +5,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { ATTACK_NAMES } from '../attacks/index.js';
 import { loadDataset, type Dataset, type Split } from '../data/index.js';
 import {
   attackOptionsFrom, compareWithReference, dumpData, evaluatePerExample, firstExamples, formatComparison, loadDumpedData, readReference,
@@ -60,7 +59,7 @@ export const compareCommand: CommandModule = {
     .option('classes', { type: 'string' })
     .option('split', { choices: ['test', 'train', 'val'] as const })
     .option('limit', { type: 'number', describe: "the first N examples (default: the reference's n)" })
-    .option('attack', { choices: [...ATTACK_NAMES, 'none'], describe: "attack (default: the reference's)" })
+    .option('attack', { choices: ['fgsm', 'bim', 'pgd', 'none'], describe: "attack (default: the reference's); deterministic ones only, so the two sides compare point by point (pgd without random start)" })
     .option('eps', { type: 'string', describe: "budget (default: the reference's)" })
     .option('norm', { choices: ['linf', 'l2'] as const })
     .option('steps', { type: 'number' })

@@ -10,7 +10,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { createObjectCsvStringifier } from 'csv-writer';
+import { cliPath } from '../grid/worker.js';
 import { buildTable, expandGrid, runGrid, runPaths, validateSpec, type CellStats, type GridPlan, type GridTable, type RunGridOptions } from '../grid/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -238,6 +240,105 @@ export async function reproduce(paper: Paper, o: ReproduceOptions): Promise<Repr
   return { ...r, seconds };
 }
 
-async function reproduceRfn(_o: ReproduceOptions): Promise<Omit<ReproduceResult, 'seconds'>> {
-  throw new UserError('reproduce rfn is not available yet');
+// ---------- RFN ----------
+
+interface Stats { mean: number | null; std: number | null; n: number }
+
+function stats(values: (number | null | undefined)[]): Stats {
+  const v = values.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+  if (v.length === 0) return { mean: null, std: null, n: 0 };
+  const mean = v.reduce((a, b) => a + b, 0) / v.length;
+  const std = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1)) : null;
+  return { mean, std, n: v.length };
+}
+
+/** Stats as a CellStats, so the shared comparison and rendering apply. */
+function asCell(st: Stats, expected: number): CellStats {
+  return { row: {}, column: {}, metric: 'robust_acc', mean: st.mean, std: st.std, n: st.n, expected, failed: 0, missing: expected - st.n } as CellStats;
+}
+
+/** Run an advrun command (transfer, sharpness) as its own process, as the grid does, and parse its --json. */
+function advrunJson(args: string[]): Record<string, any> {
+  const r = spawnSync(process.execPath, [cliPath(), ...args, '--json'], { encoding: 'utf8', env: { ...process.env, CI: 'true' }, maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new UserError(`advrun ${args[0]} failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+const RFN_SCALES = {
+  smoke: { rhos: [0.5], targets: [{ arch: 'small-cnn', width: 8 }, { arch: 'small-cnn', width: 4, activation: 'elu' }], n: 100, sharpN: 64, iters: 3, samples: 3 },
+  cpu: { rhos: [0.2, 0.5], targets: [{ arch: 'small-cnn', width: 32 }, { arch: 'preact-resnet18', width: 8 }, { arch: 'wrn', depth: 10, width: 2 }], n: 1000, sharpN: 1000, iters: 10, samples: 10 },
+};
+
+async function reproduceRfn(o: ReproduceOptions): Promise<Omit<ReproduceResult, 'seconds'>> {
+  if (o.preset === 'paper') throw paperPresetNeedsGpu('rfn', 'ResNet-50 surrogates on ImageNet, targets of several architectures, 3 seeds');
+  const s = SCALES[o.preset], r = RFN_SCALES[o.preset];
+  const eps = 0.1;
+  // Surrogates: SGD with snapshots (early stopping), SAM and large-radius SAM, standard (not adversarial) training.
+  const sur = await runStage('rfn-surrogates', {
+    base: base(s, { method: 'standard', eps: 0, 'save-every': Math.max(1, Math.floor(s.epochs / 2)) }),
+    axes: { seed: s.seeds },
+    include: [0.05, ...r.rhos].map((rho) => ({ method: 'sam', rho, seed: s.seeds })),
+    eval: null, table: { rows: ['method', 'rho'], columns: [], metric: ['val_clean_acc'], over: ['seed'] },
+  }, o);
+  // Targets: independently trained models of other architectures and seeds.
+  const tgt = await runStage('rfn-targets', {
+    base: base(s, { method: 'standard', eps: 0 }),
+    axes: {},
+    include: r.targets.map((t, i) => ({ ...t, seed: 100 + i })),
+    eval: null, table: { rows: ['arch', 'width', 'depth', 'activation', 'seed'], columns: [], metric: ['val_clean_acc'], over: [] },
+  }, o);
+  const targets = tgt.plan.runs.map((run) => runPaths(tgt.dir, run.id).checkpoint);
+  const ck = (run: { id: string }, epoch?: number) => (epoch ? join(runPaths(sur.dir, run.id).dir, `checkpoint-epoch${epoch}.safetensors`) : runPaths(sur.dir, run.id).checkpoint);
+  const early = Math.max(1, Math.floor(s.epochs / 2)); // the piecewise schedule's first decay
+  const transferArgs = (split: string, n: number) => ['--targets', targets.join(','), '--attack', 'bim', '--eps', String(eps), '--steps', o.preset === 'smoke' ? '5' : '50', '--step-size', 'eps/10', '--split', split, '-n', String(n)];
+
+  const kinds = ['sgd (fully trained)', `sgd (early-stopped, epoch ${early})`, 'SAM (rho 0.05)', 'l-SAM (rho selected on validation)'];
+  const perSeed: Record<string, { success: number[]; lambda: number[]; trace: number[] }> = Object.fromEntries(kinds.map((k) => [k, { success: [], lambda: [], trace: [] }]));
+  const chosenRho: number[] = [];
+  for (const seed of s.seeds) {
+    const runsOf = (method: string, rho?: number) => sur.plan.runs.find((run) => run.train.seed === seed && run.train.method === method && (rho === undefined || run.train.rho === rho))!;
+    // l-SAM's radius is chosen by transfer success on the validation split, never on the test set.
+    const cands = r.rhos.map((rho) => ck(runsOf('sam', rho)));
+    const val = advrunJson(['transfer', '--surrogates', cands.join(','), ...transferArgs('val', Math.min(r.n, 200)), '--out', join(resolve(o.out), 'rfn-transfer', `val-seed${seed}`)]);
+    const best = Object.values(val.mean_transfer as Record<string, number>); // in --surrogates order
+    const rho = r.rhos[best.indexOf(Math.max(...best))]!;
+    chosenRho.push(rho);
+    const surrogates = [ck(runsOf('standard')), ck(runsOf('standard'), early), ck(runsOf('sam', 0.05)), ck(runsOf('sam', rho))];
+    const test = advrunJson(['transfer', '--surrogates', surrogates.join(','), ...transferArgs('test', r.n), '--out', join(resolve(o.out), 'rfn-transfer', `test-seed${seed}`)]);
+    const means = Object.values(test.mean_transfer as Record<string, number>);
+    surrogates.forEach((path, i) => {
+      const sh = advrunJson(['sharpness', '--model', path, '--n', String(r.sharpN), '--iters', String(r.iters), '--samples', String(r.samples), '--seed', String(seed)]);
+      perSeed[kinds[i]!]!.success.push(means[i]!);
+      perSeed[kinds[i]!]!.lambda.push(sh.lambda_max);
+      perSeed[kinds[i]!]!.trace.push(sh.trace);
+    });
+  }
+  const cells = Object.fromEntries(kinds.map((k) => [k, { success: stats(perSeed[k]!.success), lambda: stats(perSeed[k]!.lambda), trace: stats(perSeed[k]!.trace) }]));
+  const showStats = (st: Stats, scale = 1, digits = 1) => (st.mean === null ? '–' : `${(st.mean * scale).toFixed(digits)}${st.std === null ? '' : ` ± ${(st.std * scale).toFixed(digits)}`} (n=${st.n})`);
+  const versus = (a: string, b: string) => compareCells(asCell(cells[a]!.success, s.seeds.length), asCell(cells[b]!.success, s.seeds.length));
+  const lsam = kinds[3]!, es = kinds[1]!, full = kinds[0]!;
+  const vsEarly = versus(lsam, es), vsFull = versus(lsam, full);
+  const flatter = compareCells(asCell(cells[es]!.lambda, s.seeds.length), asCell(cells[lsam]!.lambda, s.seeds.length));
+  const holds = vsEarly === 'higher' ? 'yes' : vsEarly === 'lower' ? 'no' : 'within noise';
+  const verdict = `Does "a large-radius SAM surrogate (l-SAM / RFN) transfers better than early stopping" hold at this scale? **${holds}**: l-SAM's mean transfer success is ${vsEarly} than the early-stopped SGD surrogate's and ${vsFull} than the fully trained one's (beyond 2 standard errors over seeds). Sharpness: the early-stopped surrogate's largest Hessian eigenvalue is ${flatter} than l-SAM's. Chosen l-SAM radius per seed: ${chosenRho.join(', ')}.`;
+  const lines = [
+    `# RFN: flat-neighbourhood surrogates for transferable attacks — advrun reproduction (preset: ${o.preset})`,
+    '',
+    o.preset === 'smoke' ? '> **Smoke preset: tiny runs to check the pipeline. The numbers are meaningless.**\n' : '',
+    `Our setting: ${s.dataset}; surrogates small-cnn width ${s.width} trained normally for ${s.epochs} epochs on ${s.limit} images (SGD, snapshots for early stopping, SAM rho 0.05, l-SAM rho from {${r.rhos.join(', ')}} chosen on the validation split); targets: ${r.targets.map((t) => Object.entries(t).map(([k, v]) => `${k} ${v}`).join(' ')).join('; ')} (independently trained, not adversarially); BIM (I-FGSM, no random start) L-inf eps ${eps}, step eps/10, on the first ${r.n} test images every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${r.sharpN} training images, eval mode; seeds ${s.seeds.join(', ')}. The paper (ImageNet, ResNet-50) reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`,
+    '',
+    '| surrogate | transfer success % (ours) | lambda_max | Hessian trace |',
+    '| --- | --- | --- | --- |',
+    ...kinds.map((k) => `| ${k} | ${showStats(cells[k]!.success, 100)} | ${showStats(cells[k]!.lambda, 1, 2)} | ${showStats(cells[k]!.trace, 1, 1)} |`),
+    '',
+    '## Verdict',
+    '',
+    verdict,
+    '',
+    `advrun ${provenance().advrun_version}, commit ${provenance().git_commit ?? 'unknown'}. Mean ± std over seeds; per-seed matrices in rfn-transfer/.`,
+    '',
+  ].filter((l, i, a) => l !== '' || a[i - 1] !== '');
+  const csv = createObjectCsvStringifier({ header: ['surrogate', 'success_mean', 'success_std', 'lambda_max_mean', 'lambda_max_std', 'trace_mean', 'trace_std', 'n'].map((id) => ({ id, title: id })) });
+  const records = kinds.map((k) => ({ surrogate: k, success_mean: cells[k]!.success.mean ?? '', success_std: cells[k]!.success.std ?? '', lambda_max_mean: cells[k]!.lambda.mean ?? '', lambda_max_std: cells[k]!.lambda.std ?? '', trace_mean: cells[k]!.trace.mean ?? '', trace_std: cells[k]!.trace.std ?? '', n: cells[k]!.success.n }));
+  return { table: lines.join('\n'), csv: csv.getHeaderString()! + csv.stringifyRecords(records), verdict };
 }
