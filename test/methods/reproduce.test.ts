@@ -33,4 +33,12 @@ describe('advrun reproduce --preset smoke', () => {
     expect(csv).toHaveLength(5);
     expect(existsSync(join(out, 'twins-pretrain'))).toBe(true);
   });
+
+  test('rfn: surrogates (SGD, early-stopped, SAM, l-SAM chosen on validation) against independent targets, with sharpness', () => {
+    const { md, csv, out } = reproduceSmoke('rfn');
+    for (const row of ['sgd (fully trained)', 'sgd (early-stopped', 'SAM (rho 0.05)', 'l-SAM (rho selected on validation)']) expect(md).toContain(`| ${row}`);
+    expect(csv).toHaveLength(5);
+    expect(existsSync(join(out, 'rfn-transfer', 'val-seed0', 'transfer.csv'))).toBe(true);
+    expect(existsSync(join(out, 'rfn-transfer', 'test-seed0', 'transfer.csv'))).toBe(true);
+  });
 });
