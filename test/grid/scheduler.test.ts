@@ -26,7 +26,8 @@ let ids: string[] = [];
 const attempts = (dir: string, id: string) => readJsonFile<Attempt[]>(runPaths(dir, id).attempts);
 const metricLines = (dir: string, id: string) => {
   try {
-    return readFileSync(runPaths(dir, id).dir + '/metrics.jsonl', 'utf8').split('\n').filter(Boolean);
+    // Without time_s: an epoch redone after a resume has the same numbers but not the same duration.
+    return readFileSync(runPaths(dir, id).dir + '/metrics.jsonl', 'utf8').split('\n').filter(Boolean).map((l) => { const { time_s: _, ...m } = JSON.parse(l); return JSON.stringify(m); });
   } catch {
     return [];
   }
@@ -72,7 +73,7 @@ describe('grid scheduler (local pool, real processes)', () => {
       for (const id of ids) {
         const lock = readLock(runPaths(dir, id).lock);
         const lines = metricLines(dir, id);
-        if (lock?.stage === 'train' && lock.child_pid && lines.length >= 1 && lines.length < EPOCHS - 1) {
+        if (lock?.stage === 'train' && lock.child_pid && lines.length >= 1 && lines.length < EPOCHS - 1 && existsSync(runPaths(dir, id).checkpoint)) {
           process.kill(lock.child_pid, 'SIGKILL');
           [victim, before] = [id, lines];
           break;
