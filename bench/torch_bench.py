@@ -12,14 +12,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "test", "fixtures", "torch"))
-from make_fixtures import SmallCNN  # noqa: E402  (the reference small-cnn definition)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_models import build_model  # noqa: E402  (advrun's architectures, parameter for parameter)
 
 
 def build(args):
-    if args.arch == "small-cnn":
-        return SmallCNN(args.in_channels, args.num_classes, args.width or 16, [0.5] * args.in_channels, [0.25] * args.in_channels)
-    raise SystemExit(f"torch_bench.py has no PyTorch definition of {args.arch}")
+    # The same normalisation-inside-the-model layers advrun's models have (values do not change the cost).
+    return build_model(args.arch, args.in_channels, args.num_classes, args.width or None, mean=(0.5,), std=(0.25,))
 
 
 def time_it(fn, iters, warmup, batch):
