@@ -12,11 +12,10 @@
 // parts separately on the whole batch gives robust sets whose intersection is exactly aa-lite's.
 // One clean logits call is shared: clean-misclassified points are not attacked (robust = 0).
 
-import { apgdCeMasked, apgdSettings, apgdTMasked, cleanState, requireTargetedClasses, type ApgdParams } from './apgd.js';
-import { checkBatch, CountingModel, requirePositiveInt, validateBaseOptions, type BaseAttackOptions } from './common.js';
+import { apgdCeMasked, apgdSettings, apgdTMasked, cleanState, requireTargetedClasses, resolveApgd, type ApgdParams } from './apgd.js';
+import { checkBatch, CountingModel, requirePositiveInt, type BaseAttackOptions } from './common.js';
 import { resolveSquare, squareGeometry, squareMasked, squareSettings, type SquareParams } from './square.js';
 import type { Attack, AttackModel, AttackResult } from './types.js';
-import { UserError } from '../util/errors.js';
 
 export interface AaLiteOptions extends BaseAttackOptions {
   /** APGD's ρ, default 0.75. */
@@ -36,19 +35,7 @@ export class AaLite implements Attack {
   readonly square: SquareParams;
 
   constructor(o: AaLiteOptions) {
-    validateBaseOptions(this.name, o);
-    const rho = o.rho ?? 0.75;
-    if (typeof rho !== 'number' || !(rho >= 0 && rho <= 1)) throw new UserError(`aa-lite: rho must be in [0, 1], got ${String(rho)}`);
-    this.apgd = {
-      eps: o.eps,
-      norm: o.norm,
-      nIter: o.steps ?? 100,
-      rho,
-      restarts: o.restarts ?? 1,
-      randomStart: o.randomStart ?? true,
-      initialStepSize: o.stepSize ?? 2 * o.eps,
-      seed: o.seed,
-    };
+    this.apgd = resolveApgd(this.name, o);
     this.nTargetClasses = o.nTargetClasses ?? 9;
     requirePositiveInt(this.name, 'nTargetClasses', this.nTargetClasses);
     this.square = resolveSquare(this.name, { eps: o.eps, norm: o.norm, seed: o.seed, restarts: o.restarts, nQueries: o.nQueries, pInit: o.pInit });

@@ -310,7 +310,8 @@ export async function cleanState(cm: CountingModel, x: Float32Array, y: Int32Arr
   return { xAdv: x.slice(), robust, cleanLogits };
 }
 
-function resolveApgd(name: string, o: ApgdOptions): ApgdParams {
+/** Validated APGD parameters with AutoAttack's defaults (also aa-lite's APGD parts). */
+export function resolveApgd(name: string, o: ApgdOptions): ApgdParams {
   validateBaseOptions(name, o);
   const rho = o.rho ?? 0.75;
   if (typeof rho !== 'number' || !(rho >= 0 && rho <= 1)) throw new UserError(`${name}: rho must be in [0, 1], got ${String(rho)}`);

@@ -15,6 +15,7 @@ import { parseFraction } from '../train/config.js';
 import { ModelRuntime } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
+import { withEvalRunOptions } from './options.js';
 import { GRAPHS_DIR } from './train.js';
 
 async function selectData(a: any, ref: Reference | undefined): Promise<Dataset> {
@@ -49,7 +50,7 @@ function attackSettings(a: any, ref: Reference): AttackSettings | null {
 export const compareCommand: CommandModule = {
   command: 'compare',
   describe: "compare advrun's logits and clean/robust accuracy with a PyTorch reference (bench/torch_eval.py)",
-  builder: (y) => withArchOptions(y)
+  builder: (y) => withEvalRunOptions(withArchOptions(y)
     .option('model', { type: 'string', describe: 'advrun checkpoint, PyTorch state_dict (.pt/.safetensors, with --arch) or .onnx' })
     .option('reference', { type: 'string', describe: 'reference JSON written by bench/torch_eval.py' })
     .option('dump-data', { type: 'string', describe: 'write the data slice (--dataset/--split/--limit) as safetensors for torch_eval.py, then exit' })
@@ -66,11 +67,7 @@ export const compareCommand: CommandModule = {
     .option('step-size', { type: 'string' })
     .option('loss', { choices: ['ce', 'dlr'] as const, describe: 'pgd loss' })
     .option('tol-logits', { type: 'number', default: 1e-4, describe: 'max |logit difference| on the reference rows' })
-    .option('tol-acc', { type: 'number', default: 0.5, describe: 'max accuracy difference, in points' })
-    .option('batch-size', { type: 'number', default: 256 })
-    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, default: 'cpu' as const })
-    .option('threads', { type: 'number', default: 0 })
-    .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
+    .option('tol-acc', { type: 'number', default: 0.5, describe: 'max accuracy difference, in points' })),
   handler: async (argv) => {
     const a = argv as any;
     if (a.dumpData) {

@@ -5,6 +5,7 @@ import { ATTACK_NAMES } from '../attacks/index.js';
 import type { Split } from '../data/index.js';
 import { evaluate } from '../eval/evaluate.js';
 import { withArchOptions } from '../interop/load.js';
+import { withEvalRunOptions } from './options.js';
 import { parseFraction } from '../train/config.js';
 import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
@@ -13,7 +14,7 @@ import { runtimeFromCheckpoint } from './load-model.js';
 export const evalCommand: CommandModule = {
   command: 'eval',
   describe: 'evaluate a checkpoint: clean accuracy and accuracy under an attack',
-  builder: (y) => withArchOptions(y)
+  builder: (y) => withEvalRunOptions(withArchOptions(y)
     .option('model', { type: 'string', demandOption: true, describe: 'advrun checkpoint, PyTorch state_dict (.pt/.pth torch.save or .safetensors; give --arch etc.) or ONNX model (.onnx)' })
     .option('dataset', { type: 'string', describe: "dataset (default: the checkpoint's training dataset)" })
     .option('data-dir', { type: 'string' })
@@ -28,11 +29,7 @@ export const evalCommand: CommandModule = {
     .option('random-start', { type: 'boolean', default: true, describe: '--no-random-start for deterministic PGD' })
     .option('restarts', { type: 'number', default: 1 })
     .option('n-queries', { type: 'number', describe: 'Square: queries per example (5000)' })
-    .option('seed', { type: 'number', default: 0 })
-    .option('batch-size', { type: 'number', default: 256 })
-    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, default: 'cpu' as const })
-    .option('threads', { type: 'number', default: 0 })
-    .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
+    .option('seed', { type: 'number', default: 0 })),
   handler: async (argv) => {
     const a = argv as any;
     const { rt, model, ds } = await runtimeFromCheckpoint(a.model, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split: a.split as Split, arch: a, ep: a.ep, threads: a.threads });

@@ -25,6 +25,15 @@ export function withOptimizerOptions<T>(y: Argv<T>) {
     .option('label-smoothing', { type: 'number', default: 0 });
 }
 
+/** The trailing options of the evaluating commands (eval, compare): batch size, execution provider, threads, --json. */
+export function withEvalRunOptions<T>(y: Argv<T>) {
+  return y
+    .option('batch-size', { type: 'number', default: 256 })
+    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, default: 'cpu' as const })
+    .option('threads', { type: 'number', default: 0 })
+    .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' });
+}
+
 function numberList(text: string, what: string, n: number): number[] {
   const v = text.split(',').map((s) => Number(s.trim()));
   if (v.some((x) => !Number.isFinite(x))) throw new UserError(`--${what} "${text}" is not a comma-separated list of numbers`);

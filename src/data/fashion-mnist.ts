@@ -184,10 +184,19 @@ async function downloadSplit(split: Split, cache: string, opts: LoadOptions): Pr
 
 export async function loadFashionMnist(split: Split, opts: LoadOptions): Promise<Dataset> {
   const loc = await locate(split, opts);
-  const pair = await loadIdxPair(loc.images, loc.labels, 10, fixHint(loc.kind));
-  checkGeometry(pair, loc.images, fixHint(loc.kind));
+  return fashionMnistDataset('fashion-mnist', split, loc.images, loc.labels, fixHint(loc.kind), path.dirname(loc.images));
+}
+
+/**
+ * An IDX image/label pair read as Fashion-MNIST (28x28, its ten classes). Normalisation is always the
+ * full training set's statistics, also for fashion-mnist-mini: it stands in for Fashion-MNIST, and
+ * models trained on it should normalise the same way as models trained on the full set.
+ */
+export async function fashionMnistDataset(name: string, split: Split, images: string, labels: string, fix: string, source: string): Promise<Dataset> {
+  const pair = await loadIdxPair(images, labels, 10, fix);
+  checkGeometry(pair, images, fix);
   return {
-    name: 'fashion-mnist',
+    name,
     split,
     ...pair,
     channels: 1,
@@ -196,7 +205,7 @@ export async function loadFashionMnist(split: Split, opts: LoadOptions): Promise
     originalClassIds: FASHION_MNIST_META.classNames.map((_, i) => i),
     mean: [...FASHION_MNIST_META.mean],
     std: [...FASHION_MNIST_META.std],
-    source: path.dirname(loc.images),
+    source,
   };
 }
 

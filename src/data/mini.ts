@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../util/errors.js';
-import { checkGeometry, FASHION_MNIST_META, fashionFiles, fixHint, loadIdxPair } from './fashion-mnist.js';
+import { fashionFiles, fashionMnistDataset, fixHint } from './fashion-mnist.js';
 import { DATASETS_DIR, displayPath, sha256Hex } from './paths.js';
 import { deriveRng, SALT } from './seeds.js';
 import type { Dataset, LoadOptions, Split } from './types.js';
@@ -61,23 +61,7 @@ export async function loadFashionMnistMini(split: Split, opts: LoadOptions & { m
   const f = fashionFiles(split);
   const images = await verifyShipped(dir, `${f.images}.gz`, m);
   const labels = await verifyShipped(dir, `${f.labels}.gz`, m);
-  const fix = fixHint('shipped');
-  const pair = await loadIdxPair(images, labels, 10, fix);
-  checkGeometry(pair, images, fix);
-  return {
-    name: 'fashion-mnist-mini',
-    split,
-    ...pair,
-    channels: 1,
-    numClasses: 10,
-    classNames: [...FASHION_MNIST_META.classNames],
-    originalClassIds: FASHION_MNIST_META.classNames.map((_, i) => i),
-    // The full training set's statistics: the mini set stands in for Fashion-MNIST, and models
-    // trained on it should normalise the same way as models trained on the full set.
-    mean: [...FASHION_MNIST_META.mean],
-    std: [...FASHION_MNIST_META.std],
-    source: dir,
-  };
+  return fashionMnistDataset('fashion-mnist-mini', split, images, labels, fixHint('shipped'), dir);
 }
 
 /**

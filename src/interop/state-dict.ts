@@ -9,11 +9,12 @@
 // - Floating tensors of any precision become float32.
 // - A checkpoint that does not fit names the first missing, mis-shaped or unexpected tensor.
 
-import { readFileSync } from 'node:fs';
 import { checkStateMatches } from '../checkpoint/checkpoint.js';
+import { parseSafetensorsLayout } from '../checkpoint/safetensors.js';
 import type { Tensor } from '../ir/tensor.js';
 import { buildModel, type ModelSpec } from '../models/index.js';
 import { UserError } from '../util/errors.js';
+import { readInputFile } from '../util/fs.js';
 import { PyDict, TensorRef, type PyValue } from './pickle.js';
 import { convertRaw, type RawTensor } from './raw-tensor.js';
 import { decodeTorchFile } from './torch-file.js';
@@ -40,21 +41,9 @@ const ST_DTYPES: Record<string, StorageDType> = {
 const ST_BYTES: Record<StorageDType, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
 
 export function decodeForeignSafetensors(buf: Uint8Array, source: string): { tensors: Map<string, RawTensor>; metadata: Record<string, string> } {
-  const bad = (why: string) => new UserError(`${source} is not a valid safetensors file: ${why}`);
-  if (buf.byteLength < 8) throw bad('shorter than its 8-byte header length');
-  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  const n = Number(view.readBigUInt64LE(0));
-  if (n > buf.byteLength - 8) throw bad(`header length ${n} exceeds the file size`);
-  let header: Record<string, any>;
-  try {
-    header = JSON.parse(view.subarray(8, 8 + n).toString('utf8'));
-  } catch {
-    throw bad('header is not JSON');
-  }
-  const data = view.subarray(8 + n);
+  const { entries, metadata, data, bad } = parseSafetensorsLayout(buf, source);
   const tensors = new Map<string, RawTensor>();
-  for (const [name, info] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
+  for (const [name, info] of entries) {
     const dtype = ST_DTYPES[info?.dtype];
     if (!dtype) throw bad(`tensor "${name}" has unsupported dtype ${info?.dtype}`);
     const shape = info.shape as number[];
@@ -63,7 +52,7 @@ export function decodeForeignSafetensors(buf: Uint8Array, source: string): { ten
     if (!(begin >= 0 && end - begin === need && end <= data.byteLength)) throw bad(`tensor "${name}" data range [${begin}, ${end}) does not hold ${need} bytes inside the file`);
     tensors.set(name, { dtype, dims: [...shape], bytes: data.subarray(begin, end) });
   }
-  return { tensors, metadata: header.__metadata__ ?? {} };
+  return { tensors, metadata };
 }
 
 /** A safetensors file: u64 header length, then a JSON object that fits in the file. */
@@ -100,13 +89,7 @@ export function findStateDict(root: PyValue, source: string): { entries: [string
 // ---------- reading ----------
 
 export function readForeignState(path: string): ForeignState {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (e) {
-    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-  return decodeForeignState(buf, path);
+  return decodeForeignState(readInputFile(path), path);
 }
 
 export function decodeForeignState(buf: Uint8Array, source: string): ForeignState {

@@ -12,12 +12,12 @@ import { Builder } from '../ir/builder.js';
 import type { Graph, Shape } from '../ir/graph.js';
 import type { DType } from '../ir/tensor.js';
 import { buildModel, ModelGraph, type BuiltModel, type ModelSpec } from '../models/index.js';
-import type { ModelBuilder } from '../models/layers.js';
-import type { ParamInfo } from '../models/layers.js';
+import type { BnMode, ModelBuilder, ParamInfo } from '../models/layers.js';
 import { graphToModelProto } from '../onnx/io.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { attackLoss, type AttackLossKind } from './attack-graphs.js';
 import { buildObjective, objectiveInputs, type LossConfig } from './objectives.js';
+import { crossEntropy } from './losses.js';
 import { smoothReluBackward } from '../autodiff/rules/activations.js';
 import { emitSgdUpdate, output, type SgdConfig } from './optimizer.js';
 
@@ -80,6 +80,30 @@ export interface GeneratedGraph {
 
 // ---------- generation ----------
 
+/**
+ * Where the generators get the network: by default the built-in architecture of `cfg.model`
+ * (buildModel); src/interop/imported-artifacts.ts passes an imported ONNX template instead.
+ */
+export interface ModelSource {
+  /** The network with BN in `bnMode`: input "input", output "logits", params and buffers still initializers. */
+  build(bnMode: BnMode): BuiltModel;
+  /** Rewords a failure to differentiate the network (an imported model may hold ops without gradient rules). */
+  gradientError?(task: 'attack' | 'train', e: Error): Error;
+}
+
+export function builtinModelSource(spec: ModelSpec): ModelSource {
+  return { build: (bnMode) => buildModel(spec, { bnMode, seed: 0 }) };
+}
+
+function gradientsOf(source: ModelSource | undefined, task: 'attack' | 'train', compute: () => Record<string, string>): Record<string, string> {
+  if (!source?.gradientError) return compute();
+  try {
+    return compute();
+  } catch (e) {
+    throw source.gradientError(task, e as Error);
+  }
+}
+
 function promoteState(model: BuiltModel): void {
   for (const p of model.params) model.graph.promoteToInput(p.name);
   for (const bname of model.buffers) model.graph.promoteToInput(bname);
@@ -121,26 +145,45 @@ function samGradients(mg: ModelGraph, b: Builder, cfg: ArtifactConfig, loss: str
 /**
  * Train step: forward pass(es) in train mode, loss, gradients of every parameter (plain or SAM), SGD
  * update, BN running-stat updates, and per-parameter gradient norms (so a NaN can be traced to a parameter).
+ *
+ * With a `source`, the network is its single train-mode pass and the objective plain cross-entropy
+ * (cfg.loss must be 'ce', no SAM); `gradOptions` then default to none.
  */
-export function generateTrainStep(cfg: ArtifactConfig): { gen: GeneratedGraph; model: BuiltModel; feedback: Record<string, string> } {
-  const mg = new ModelGraph(cfg.model, 0);
-  const g = mg.graph;
-  g.name = 'train_step';
-  const b = new Builder(g);
-  const io = objectiveInputs(cfg.loss);
+export function generateTrainStep(cfg: ArtifactConfig, source?: ModelSource, gradOptions?: GradOptions): { gen: GeneratedGraph; model: BuiltModel; feedback: Record<string, string> } {
   const roles: Record<string, ValueRole> = { lr: 'lr', loss: 'loss', logits: 'logits', grad_norms_sq: 'grad-norms' };
-  for (const name of io.images) { mg.imageInput(name); roles[name] = 'data'; }
-  for (const name of io.labels) { g.addInput(name, 'int64', ['N']); roles[name] = 'labels'; }
-  const lr = g.addInput('lr', 'float32', []);
-  const objective = buildObjective(mg, b, cfg.loss);
-  output(b, objective.logits, 'logits');
-  const loss = output(b, objective.loss, 'loss');
-  const model: BuiltModel = { graph: g, input: io.images[0]!, logits: 'logits', params: mg.m.params, buffers: mg.m.buffers, bufferUpdates: mg.m.bufferUpdates };
+  let model: BuiltModel, b: Builder, lr: string, loss: string;
+  let gradients: (params: string[]) => Record<string, string>;
+  if (source) {
+    if (cfg.loss.kind !== 'ce' || cfg.samRho) throw new Error('a model source is trained with plain cross-entropy only');
+    model = source.build('train');
+    b = new Builder(model.graph);
+    const labels = model.graph.addInput('labels', 'int64', ['N']);
+    roles[labels] = 'labels';
+    lr = model.graph.addInput('lr', 'float32', []);
+    loss = output(b, crossEntropy(b, model.logits, labels, { labelSmoothing: cfg.loss.labelSmoothing }), 'loss');
+    const opts = gradOptions ?? {};
+    gradients = (params) => gradientsOf(source, 'train', () => addGradients(model.graph, loss, params, opts));
+  } else {
+    const mg = new ModelGraph(cfg.model, 0);
+    const g = mg.graph;
+    b = new Builder(g);
+    const io = objectiveInputs(cfg.loss);
+    for (const name of io.images) { mg.imageInput(name); roles[name] = 'data'; }
+    for (const name of io.labels) { g.addInput(name, 'int64', ['N']); roles[name] = 'labels'; }
+    lr = g.addInput('lr', 'float32', []);
+    const objective = buildObjective(mg, b, cfg.loss);
+    output(b, objective.logits, 'logits');
+    loss = output(b, objective.loss, 'loss');
+    model = { graph: g, input: io.images[0]!, logits: 'logits', params: mg.m.params, buffers: mg.m.buffers, bufferUpdates: mg.m.bufferUpdates };
+    const opts = gradOptions ?? gradOptionsFor(cfg, 'optimizer');
+    gradients = (params) => cfg.samRho ? samGradients(mg, b, cfg, loss, params, opts) : addGradients(g, loss, params, opts);
+  }
+  const g = model.graph;
+  g.name = 'train_step';
   promoteState(model);
   Object.assign(roles, stateRoles(model));
   const paramNames = model.params.map((p) => p.name);
-  const gradOptions = gradOptionsFor(cfg, 'optimizer');
-  const grads = cfg.samRho ? samGradients(mg, b, cfg, loss, paramNames, gradOptions) : addGradients(g, loss, paramNames, gradOptions);
+  const grads = gradients(paramNames);
   const norms = b.concat(paramNames.map((p) => b.reshape(b.reduce('ReduceSumSquare', grads[p]!, b.shape(grads[p]!).map((_, i) => i), false), [1])), 0);
   output(b, norms, 'grad_norms_sq');
   const feedback = emitSgdUpdate(b, model.params, grads, lr, cfg.optimizer);
@@ -154,8 +197,8 @@ export function generateTrainStep(cfg: ArtifactConfig): { gen: GeneratedGraph; m
 }
 
 /** Eval graph: logits with BN running statistics. Parameters are inputs so one session serves every epoch. */
-export function generateEval(cfg: ArtifactConfig): GeneratedGraph {
-  const model = buildModel(cfg.model, { bnMode: 'eval', seed: 0 });
+export function generateEval(cfg: ArtifactConfig, source: ModelSource = builtinModelSource(cfg.model)): GeneratedGraph {
+  const model = source.build('eval');
   promoteState(model);
   model.graph.name = 'eval';
   return { graph: model.graph, roles: { ...stateRoles(model), logits: 'logits' } };
@@ -165,16 +208,16 @@ export function generateEval(cfg: ArtifactConfig): GeneratedGraph {
  * Attack graph (eval-mode BN) for one loss: per-example losses and d(sum of losses)/d(input).
  * Only the input gradient is formed: no parameter gradients are computed.
  */
-export function generateAttack(cfg: ArtifactConfig, kind: AttackLossKind, gradOptions: GradOptions = {}): GeneratedGraph {
-  const model = buildModel(cfg.model, { bnMode: 'eval', seed: 0 });
+export function generateAttack(cfg: ArtifactConfig, kind: AttackLossKind, gradOptions: GradOptions = {}, source: ModelSource = builtinModelSource(cfg.model)): GeneratedGraph {
+  const model = source.build('eval');
   promoteState(model);
   const g = model.graph;
   g.name = attackGraphName(kind);
   const b = new Builder(g);
   const perExample = output(b, attackLoss(b, g, kind, model.logits), 'loss');
   const total = b.reduceSum(perExample, [0], false);
-  const { input: gradInput } = addGradients(g, total, [model.input], gradOptions);
-  output(b, gradInput!, 'grad_input');
+  const grads = gradientsOf(source, 'attack', () => addGradients(g, total, [model.input], gradOptions));
+  output(b, grads[model.input]!, 'grad_input');
   const roles: Record<string, ValueRole> = { ...stateRoles(model), labels: 'labels', targets: 'labels', clean_probs: 'data', loss: 'per-example-loss', logits: 'logits', grad_input: 'grad' };
   return { graph: g, roles };
 }
@@ -220,39 +263,50 @@ export interface BuiltArtifacts {
 }
 
 /**
- * Build (or load from graphs/<key>/) the artifacts for a configuration. The manifest records each
- * file's SHA-256; a file that no longer matches is regenerated.
+ * The artifacts under `dir` if its manifest and every graph it lists are intact (current format,
+ * files present, SHA-256 matching); undefined otherwise.
  */
-export function ensureArtifacts(cfg: ArtifactConfig, graphsRoot: string): BuiltArtifacts {
-  const key = artifactKey(cfg);
-  const dir = join(graphsRoot, key);
+export function loadCachedArtifacts(dir: string): BuiltArtifacts | undefined {
   const manifestPath = join(dir, 'manifest.json');
-  if (existsSync(manifestPath)) {
-    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
-    const bytes: Record<string, Uint8Array> = {};
-    let intact = manifest.format === ARTIFACT_FORMAT;
-    for (const [name, entry] of Object.entries(manifest.graphs)) {
-      const p = join(dir, entry.file);
-      if (!intact || !existsSync(p)) { intact = false; break; }
-      const data = readFileSync(p);
-      if (createHash('sha256').update(data).digest('hex') !== entry.sha256) { intact = false; break; }
-      bytes[name] = data;
-    }
-    if (intact) return { dir, manifest, bytes, cached: true };
+  if (!existsSync(manifestPath)) return undefined;
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  const bytes: Record<string, Uint8Array> = {};
+  if (manifest.format !== ARTIFACT_FORMAT) return undefined;
+  for (const [name, entry] of Object.entries(manifest.graphs)) {
+    const p = join(dir, entry.file);
+    if (!existsSync(p)) return undefined;
+    const data = readFileSync(p);
+    if (createHash('sha256').update(data).digest('hex') !== entry.sha256) return undefined;
+    bytes[name] = data;
   }
-  const { gen: train, model, feedback } = generateTrainStep(cfg);
-  const gens: Record<string, GeneratedGraph> = { train_step: train, eval: generateEval(cfg) };
-  for (const kind of ATTACK_LOSSES) gens[attackGraphName(kind)] = generateAttack(cfg, kind);
-  // SAT's attacker-side smooth backward: training attacks get their own graphs; evaluation keeps true gradients.
-  if (cfg.smoothBackward?.attacker) {
-    for (const kind of ATTACK_LOSSES) gens[`train_${attackGraphName(kind)}`] = generateAttack(cfg, kind, gradOptionsFor(cfg, 'attacker'));
-  }
-  mkdirSync(dir, { recursive: true });
+  return { dir, manifest, bytes, cached: true };
+}
+
+/** What the generators produced for one configuration: the graphs and the state the manifest records. */
+export interface GeneratedArtifacts {
+  gens: Record<string, GeneratedGraph>;
+  params: ParamInfo[];
+  buffers: string[];
+  feedback: Record<string, string>;
+}
+
+export interface WriteArtifactsOptions {
+  /** Write the graphs and manifest.json under `dir`; false keeps them in memory only. */
+  persist: boolean;
+  /** Extra ONNX metadata on every graph, after advrun_artifact and advrun_key. */
+  metadata?: Record<string, string>;
+  /** Extra manifest fields, after the standard ones. */
+  extra?: Record<string, unknown>;
+}
+
+/** Serialise generated graphs, record them in a manifest, and (if `persist`) write both under `dir`. */
+export function writeArtifacts(dir: string, key: string, cfg: ArtifactConfig, generated: GeneratedArtifacts, opts: WriteArtifactsOptions): BuiltArtifacts {
+  if (opts.persist) mkdirSync(dir, { recursive: true });
   const bytes: Record<string, Uint8Array> = {};
   const graphs: Record<string, GraphEntry> = {};
-  for (const [name, { graph, roles }] of Object.entries(gens)) {
-    const data = graphToModelProto(graph, { advrun_artifact: name, advrun_key: key });
-    writeFileAtomic(join(dir, `${name}.onnx`), data);
+  for (const [name, { graph, roles }] of Object.entries(generated.gens)) {
+    const data = graphToModelProto(graph, { advrun_artifact: name, advrun_key: key, ...opts.metadata });
+    if (opts.persist) writeFileAtomic(join(dir, `${name}.onnx`), data);
     bytes[name] = data;
     graphs[name] = {
       file: `${name}.onnx`,
@@ -261,10 +315,31 @@ export function ensureArtifacts(cfg: ArtifactConfig, graphsRoot: string): BuiltA
       outputs: ioSpecs(graph, graph.outputs, roles),
     };
   }
+  const { params, buffers, feedback } = generated;
   const manifest: Manifest = {
-    format: ARTIFACT_FORMAT, key, config: cfg, params: model.params, buffers: model.buffers,
+    format: ARTIFACT_FORMAT, key, config: cfg, params, buffers,
     momentum: Object.keys(feedback).filter((k) => k.startsWith('momentum.')), feedback, graphs,
+    ...opts.extra,
   };
-  writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 2));
+  if (opts.persist) writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
   return { dir, manifest, bytes, cached: false };
+}
+
+/**
+ * Build (or load from graphs/<key>/) the artifacts for a configuration. The manifest records each
+ * file's SHA-256; a file that no longer matches is regenerated.
+ */
+export function ensureArtifacts(cfg: ArtifactConfig, graphsRoot: string): BuiltArtifacts {
+  const key = artifactKey(cfg);
+  const dir = join(graphsRoot, key);
+  const cached = loadCachedArtifacts(dir);
+  if (cached) return cached;
+  const { gen: train, model, feedback } = generateTrainStep(cfg);
+  const gens: Record<string, GeneratedGraph> = { train_step: train, eval: generateEval(cfg) };
+  for (const kind of ATTACK_LOSSES) gens[attackGraphName(kind)] = generateAttack(cfg, kind);
+  // SAT's attacker-side smooth backward: training attacks get their own graphs; evaluation keeps true gradients.
+  if (cfg.smoothBackward?.attacker) {
+    for (const kind of ATTACK_LOSSES) gens[`train_${attackGraphName(kind)}`] = generateAttack(cfg, kind, gradOptionsFor(cfg, 'attacker'));
+  }
+  return writeArtifacts(dir, key, cfg, { gens, params: model.params, buffers: model.buffers, feedback }, { persist: true });
 }

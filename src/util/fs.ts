@@ -1,8 +1,9 @@
 // Atomic file writes: write a temp file in the same directory, fsync, then rename over the target,
 // so a reader never sees a half-written checkpoint, result or artifact, even if the process dies.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
+import { UserError } from './errors.js';
 
 export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8Array[]): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -22,4 +23,13 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8A
   }
   closeSync(fd);
   renameSync(tmp, path);
+}
+
+/** Reads a file the user named; a failure is a UserError ("cannot read <path>: no such file"). */
+export function readInputFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
 }
