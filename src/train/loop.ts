@@ -10,9 +10,11 @@ import { FgsmRs } from '../attacks/fgsm.js';
 import { Pgd } from '../attacks/pgd.js';
 import type { Attack, AttackModel } from '../attacks/types.js';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/checkpoint.js';
+import { detectModelKind } from '../interop/load.js';
+import { readForeignState } from '../interop/state-dict.js';
 import { batches, defaultAugment, loadDataset, numBatches, type Dataset } from '../data/index.js';
 import { deriveSeed } from '../data/seeds.js';
-import { parseActivation, type ModelSpec } from '../models/index.js';
+import { buildModel, parseActivation, type ModelSpec } from '../models/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
@@ -121,19 +123,39 @@ function trainingAttack(cfg: TrainConfig, seed: number): Attack | undefined {
  * Initial state of a fine-tuning run: every tensor of the pre-trained checkpoint except the linear head,
  * which is new (seeded); TWINS' frozen BN layers start as copies of the checkpoint's BN layers.
  */
+/** The tensors of a pre-trained model: an advrun checkpoint, or a PyTorch state_dict (.pt / .safetensors). */
+function pretrainedState(init: string): { state: Map<string, Tensor>; spec?: ModelSpec } {
+  if (detectModelKind(init).kind === 'advrun') {
+    const ck = loadCheckpoint(init);
+    return { state: ck.state, spec: ck.meta.model };
+  }
+  if (detectModelKind(init).kind !== 'pytorch') throw new UserError(`--init ${init}: fine-tuning starts from an advrun checkpoint or a PyTorch state_dict (.pt / .safetensors), not an ONNX model`);
+  // DataParallel / torch.compile wrappers prefix every name.
+  let tensors = readForeignState(init).tensors;
+  for (const prefix of ['module.', 'model.', '_orig_mod.']) {
+    if ([...tensors.keys()].every((k) => k.startsWith(prefix))) tensors = new Map([...tensors].map(([k, t]) => [k.slice(prefix.length), t]));
+  }
+  return { state: tensors };
+}
+
+/**
+ * Initial state of a fine-tuning run: every tensor of the pre-trained model except the linear head,
+ * which is new (seeded); TWINS' frozen BN layers start as copies of the pre-trained BN layers.
+ */
 export function fineTuneState(init: string, manifest: ArtifactsManifest, seed: number): Map<string, Tensor> {
   const fresh = initialState(manifest, seed);
-  const ck = loadCheckpoint(init);
+  const pre = pretrainedState(init);
   const spec = manifest.config.model;
   for (const k of ['arch', 'width', 'depth', 'inChannels', 'imageSize'] as const) {
-    if (ck.meta.model[k] !== spec[k]) throw new UserError(`--init ${init} is a ${k} ${JSON.stringify(ck.meta.model[k])} model but this run builds ${k} ${JSON.stringify(spec[k])}`);
+    if (pre.spec && pre.spec[k] !== spec[k]) throw new UserError(`--init ${init} is a ${k} ${JSON.stringify(pre.spec[k])} model but this run builds ${k} ${JSON.stringify(spec[k])}`);
   }
-  const last = manifest.params.filter((p) => !p.name.startsWith('frozen.')).at(-1)!.name;
+  // The head is the module of the last parameter a single forward pass creates (fc.bias, linear.bias...).
+  const last = buildModel(spec, { bnMode: 'eval', seed: 0 }).params.at(-1)!.name;
   const head = last.slice(0, last.lastIndexOf('.') + 1);
   for (const name of fresh.keys()) {
     if (name.startsWith('momentum.') || name.startsWith(head)) continue;
     const source = name.startsWith('frozen.') ? name.slice('frozen.'.length) : name;
-    const t = ck.state.get(source);
+    const t = pre.state.get(source);
     if (!t) throw new UserError(`--init ${init} has no tensor "${source}" for ${spec.arch}`);
     if (t.dims.join() !== fresh.get(name)!.dims.join()) throw new UserError(`--init ${init}: tensor "${source}" has shape [${t.dims}] but the model needs [${fresh.get(name)!.dims}]`);
     fresh.set(name, t);
