@@ -5,10 +5,11 @@
 //   - ONNX classifiers (.onnx): imported as they are (see onnx-import.ts).
 // Each becomes artifacts + state that ModelRuntime runs.
 
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Argv } from 'yargs';
-import { CHECKPOINT_FORMAT, checkStateMatches, loadCheckpoint, type CheckpointMeta } from '../checkpoint/checkpoint.js';
+import { CHECKPOINT_FORMAT, checkStateMatches, loadCheckpoint, type Checkpoint, type CheckpointMeta } from '../checkpoint/checkpoint.js';
 import { modelSpecFrom } from '../cli/options.js';
 import { makeTensor, type Tensor } from '../ir/tensor.js';
 import { archNames, type ModelSpec } from '../models/index.js';
@@ -16,7 +17,7 @@ import { ensureArtifacts, type BuiltArtifacts } from '../train/artifacts.js';
 import { initialState } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { ensureImportedArtifacts, type ImportedArtifactOptions } from './imported-artifacts.js';
-import { importOnnxFile, importedState, type ImportedOnnx } from './onnx-import.js';
+import { IMPORTED_ARCH, importOnnx, importOnnxFile, importedState, type ImportedOnnx } from './onnx-import.js';
 import { decodeForeignSafetensors, decodeForeignState, fitState, looksLikeSafetensors } from './state-dict.js';
 import { isZip } from './zip.js';
 
@@ -124,11 +125,54 @@ function builtinWithWeights(spec: ModelSpec, weights: Map<string, Tensor>, graph
   return { artifacts, state };
 }
 
+/**
+ * What a fine-tuning run of an imported ONNX model (`advrun train --init model.onnx`) records in its
+ * checkpoints' `extra.onnx`: the graph is not in the checkpoint, so it is rebuilt from this file.
+ */
+export interface ImportedCheckpointSource {
+  /** Absolute path of the ONNX file the run was initialised from. */
+  file: string;
+  /** Its SHA-256: the checkpoint's tensors only fit the graph of that exact file. */
+  sha256: string;
+}
+
+/** Imported models: eval/attack (and optionally train-step) artifacts, with zero momentum added to `weights`. */
+function importedWithWeights(im: ImportedOnnx, weights: Map<string, Tensor>, o: OpenOptions, source: string): { artifacts: BuiltArtifacts; state: Map<string, Tensor> } {
+  const artifacts = ensureImportedArtifacts(im, o.graphsDir, { train: o.train });
+  const state = importedState(im);
+  checkStateMatches(weights, state, source, `the graph of ${im.source}`);
+  for (const k of state.keys()) state.set(k, weights.get(k)!);
+  for (const m of artifacts.manifest.momentum) state.set(m, weights.get(m) ?? makeTensor('float32', state.get(m.slice('momentum.'.length))!.dims));
+  return { artifacts, state };
+}
+
+/** An advrun checkpoint of a fine-tuned imported ONNX model: the ONNX file it records, re-imported, with the checkpoint's tensors. */
+async function openImportedCheckpoint(path: string, ck: Checkpoint, o: OpenOptions): Promise<OpenedModel> {
+  const src = ck.meta.extra?.onnx as Partial<ImportedCheckpointSource> | undefined;
+  if (!src || typeof src.file !== 'string' || typeof src.sha256 !== 'string') {
+    throw new UserError(`${path} is a fine-tuned imported ONNX model but does not record which ONNX file it was initialised from (extra.onnx), so its graph cannot be rebuilt; fine-tune it again with this version of advrun`);
+  }
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(src.file);
+  } catch (e) {
+    throw new UserError(`${path} was fine-tuned from ${src.file}, whose graph it needs, but that file cannot be read (${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}); put the ONNX model back at that path`);
+  }
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (sha256 !== src.sha256) {
+    throw new UserError(`${path} was fine-tuned from ${src.file} with SHA-256 ${src.sha256.slice(0, 12)}…, but that file now has SHA-256 ${sha256.slice(0, 12)}… (a different model); restore the original ONNX file`);
+  }
+  const im = await importOnnx(bytes, src.file);
+  const { artifacts, state } = importedWithWeights(im, ck.state, o, path);
+  return { kind: 'advrun', source: path, spec: ck.meta.model, artifacts, state, meta: ck.meta, imported: im, notes: [] };
+}
+
 export async function openModel(path: string, o: OpenOptions): Promise<OpenedModel> {
   const kind = detectModelKind(path);
   const notes: string[] = [];
   if (kind.kind === 'advrun') {
     const ck = loadCheckpoint(path);
+    if (ck.meta.model.arch === IMPORTED_ARCH) return openImportedCheckpoint(path, ck, o);
     const { artifacts, state } = builtinWithWeights(ck.meta.model, ck.state, o.graphsDir, path);
     return { kind: 'advrun', source: path, spec: ck.meta.model, artifacts, state, meta: ck.meta, notes };
   }
@@ -146,8 +190,6 @@ export async function openModel(path: string, o: OpenOptions): Promise<OpenedMod
   }
   const im = await importOnnxFile(path);
   notes.push(...im.notes);
-  const artifacts = ensureImportedArtifacts(im, o.graphsDir, { train: o.train });
-  const state = importedState(im);
-  for (const m of artifacts.manifest.momentum) state.set(m, makeTensor('float32', state.get(m.slice('momentum.'.length))!.dims));
+  const { artifacts, state } = importedWithWeights(im, importedState(im), o, path);
   return { kind: 'onnx', source: path, spec: im.spec, artifacts, state, imported: im, notes };
 }

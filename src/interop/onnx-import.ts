@@ -182,6 +182,9 @@ function foldReshapeTarget(g: Graph, sym: Map<string, SymVal>, n: Node, data: st
  */
 export function rebuildGraph(src: Graph, rewrite?: (node: Node, g: Graph, b: Builder, map: (n: string) => string) => string[] | undefined): Graph {
   const g = new Graph(src.name, src.opset);
+  // Nodes that `rewrite` emits get fresh names; they must not take the name of a source value that
+  // is copied in after them (e.g. the importer's folded Reshape target "const").
+  g.reserve(src.valueNames());
   const b = new Builder(g);
   const alias = new Map<string, string>();
   const map = (n: string) => (n === '' ? '' : alias.get(n) ?? n);
@@ -304,6 +307,8 @@ export async function importOnnx(bytes: Uint8Array, source: string): Promise<Imp
   const nm = (n: string) => (n === '' ? '' : rename.get(n) ?? n);
 
   const g = new Graph(g0.name || 'imported', opset);
+  // Folded Reshape targets get fresh names: keep them apart from the model's own (later) values.
+  g.reserve([...g0.types.keys()].map(nm));
   const b = new Builder(g);
   g.addInput('input', 'float32', ['N', C, H, W]);
   for (const [n, t] of g0.initializers) g.addInitializer(nm(n), t);

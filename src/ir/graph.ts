@@ -73,6 +73,8 @@ export class Graph {
   types = new Map<string, ValueType>();
   private producers = new Map<string, Node>();
   private nameCounts = new Map<string, number>();
+  /** Names fresh() must not hand out although they are not defined (yet): see reserve(). */
+  private reserved = new Set<string>();
 
   constructor(name = 'advrun', opset = 17) {
     this.name = name;
@@ -83,10 +85,24 @@ export class Graph {
   fresh(base: string): string {
     let n = this.nameCounts.get(base) ?? 0;
     let name = n === 0 ? base : `${base}_${n}`;
-    while (this.types.has(name) || this.producers.has(name)) name = `${base}_${++n}`;
+    while (this.types.has(name) || this.producers.has(name) || this.reserved.has(name)) name = `${base}_${++n}`;
     this.nameCounts.set(base, n + 1);
     this.types.set(name, { dtype: 'float32', shape: null }); // reserve; overwritten by the definer
     return name;
+  }
+
+  /**
+   * Keep fresh() from generating these names. A graph built by copying another one node by node
+   * (rebuildGraph, the ONNX importer) reserves every name of the source first: values generated for
+   * a rewritten node must not take the name of a source value that is copied in later.
+   */
+  reserve(names: Iterable<string>): void {
+    for (const n of names) if (n !== '') this.reserved.add(n);
+  }
+
+  /** Every value name this graph defines or has reserved (a graph copied from this one reserves them). */
+  valueNames(): Set<string> {
+    return new Set([...this.types.keys(), ...this.reserved]);
   }
 
   addInput(name: string, dtype: DType, shape: Shape): string {
@@ -153,6 +169,11 @@ export class Graph {
 
   /** Add an already-formed node (used by the ONNX reader and graph transforms). */
   insertNode(node: Node): void {
+    for (const o of node.outputs) {
+      if (o !== '' && (this.producers.has(o) || this.inputs.includes(o) || this.initializers.has(o))) {
+        throw new GraphError(`${node.op} node "${node.name}": output "${o}" is already defined${this.producers.has(o) ? ` by ${this.producers.get(o)!.op} node "${this.producers.get(o)!.name}"` : ''}`);
+      }
+    }
     let types: ValueType[];
     try {
       types = inferShapes(this, node);
@@ -209,6 +230,7 @@ export class Graph {
       for (const o of copy.outputs) if (o) g.producers.set(o, copy);
     }
     g.nameCounts = new Map(this.nameCounts);
+    g.reserved = new Set(this.reserved);
     g.nodeCount = this.nodeCount;
     return g;
   }

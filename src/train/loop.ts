@@ -12,6 +12,9 @@ import type { Attack, AttackModel } from '../attacks/types.js';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/checkpoint.js';
 import { detectModelKind } from '../interop/load.js';
 import { readForeignState } from '../interop/state-dict.js';
+import { importedState, importOnnxFile } from '../interop/onnx-import.js';
+import { ensureImportedArtifacts } from '../interop/imported-artifacts.js';
+import type { ImportedCheckpointSource } from '../interop/load.js';
 import { batches, defaultAugment, loadDataset, numBatches, type Dataset } from '../data/index.js';
 import { deriveSeed } from '../data/seeds.js';
 import { buildModel, parseActivation, type ModelSpec } from '../models/index.js';
@@ -123,6 +126,32 @@ function trainingAttack(cfg: TrainConfig, seed: number): Attack | undefined {
  * Initial state of a fine-tuning run: every tensor of the pre-trained checkpoint except the linear head,
  * which is new (seeded); TWINS' frozen BN layers start as copies of the checkpoint's BN layers.
  */
+/** Methods an imported ONNX graph can be fine-tuned with: cross-entropy on clean or adversarial batches. */
+const ONNX_FINE_TUNE_METHODS = new Set<Method>(['standard', 'pgd-at', 'fgsm-rs', 'ft-at']);
+
+/**
+ * `--init model.onnx`: fine-tune the imported graph itself (its initializers become parameters, its own
+ * head is kept), so the dataset must have the model's input size and classes.
+ */
+async function importForFineTuning(cfg: TrainConfig, ds: Dataset, graphsDir: string) {
+  if (!ONNX_FINE_TUNE_METHODS.has(cfg.method)) throw new UserError(`--init ${cfg.init}: an imported ONNX model fine-tunes with ${[...ONNX_FINE_TUNE_METHODS].join(', ')} (cross-entropy), not ${cfg.method}`);
+  const im = await importOnnxFile(cfg.init!);
+  const sp = im.spec;
+  if (sp.inChannels !== ds.channels || sp.imageSize !== ds.height || sp.numClasses !== ds.numClasses) {
+    throw new UserError(`--init ${cfg.init} takes ${sp.inChannels}x${sp.imageSize}x${sp.imageSize} images and ${sp.numClasses} classes but ${ds.name} has ${ds.channels}x${ds.height}x${ds.width} and ${ds.numClasses}`);
+  }
+  const train = { labelSmoothing: cfg.labelSmoothing, optimizer: { kind: 'sgd' as const, momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay } };
+  // Recorded in the checkpoints: advrun eval/export rebuild the model from this ONNX file (see openModel).
+  const onnx: ImportedCheckpointSource = { file: resolve(cfg.init!), sha256: im.sha256 };
+  return { spec: sp, artifacts: ensureImportedArtifacts(im, graphsDir, { train }), state: importedState(im), onnx };
+}
+
+function withZeroMomentum(state: Map<string, Tensor>, manifest: ArtifactsManifest): Map<string, Tensor> {
+  const out = new Map(state);
+  for (const m of manifest.momentum) out.set(m, { dtype: 'float32', dims: [...state.get(m.slice('momentum.'.length))!.dims], data: new Float32Array(state.get(m.slice('momentum.'.length))!.data.length) });
+  return out;
+}
+
 /** The tensors of a pre-trained model: an advrun checkpoint, or a PyTorch state_dict (.pt / .safetensors). */
 function pretrainedState(init: string): { state: Map<string, Tensor>; spec?: ModelSpec } {
   if (detectModelKind(init).kind === 'advrun') {
@@ -205,8 +234,9 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const trainSet = await loadDataset(cfg.dataset, 'train', { ...dataOpts, limit: cfg.limit });
   const valSet = await loadDataset(cfg.dataset, 'val', dataOpts);
   reporter.log(`data: ${trainSet.name} from ${trainSet.source} (${trainSet.n} train, ${valSet.n} validation images)`);
-  const spec = modelSpecFor(cfg, trainSet);
-  const artifacts = ensureArtifacts(artifactConfigFor(cfg, spec), opts.graphsDir);
+  const imported = cfg.init && detectModelKind(cfg.init).kind === 'onnx' ? await importForFineTuning(cfg, trainSet, opts.graphsDir) : undefined;
+  const spec = imported?.spec ?? modelSpecFor(cfg, trainSet);
+  const artifacts = imported?.artifacts ?? ensureArtifacts(artifactConfigFor(cfg, spec), opts.graphsDir);
 
   mkdirSync(files.dir, { recursive: true });
   let rt: ModelRuntime;
@@ -223,7 +253,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
     metrics = readMetrics(files.metrics).filter((m) => m.epoch < startEpoch);
     reporter.log(`resuming ${files.dir} after epoch ${startEpoch}`);
   } else {
-    const state = cfg.init ? fineTuneState(cfg.init, artifacts.manifest, cfg.seed) : initialState(artifacts.manifest, cfg.seed);
+    const state = imported ? withZeroMomentum(imported.state, artifacts.manifest) : cfg.init ? fineTuneState(cfg.init, artifacts.manifest, cfg.seed) : initialState(artifacts.manifest, cfg.seed);
     rt = new ModelRuntime(artifacts, state, { ep: cfg.ep, threads: cfg.threads });
   }
   writeFileAtomic(files.config, JSON.stringify({ train: cfg, model: spec, artifacts: artifacts.manifest.key, ...provenance() }, null, 2));
@@ -263,7 +293,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
       const score = val.robust ?? val.clean;
       const isBest = score > best.score;
       if (isBest) best = { epoch, score };
-      const meta = { model: spec, epoch: epoch + 1, step: rt.step, extra: { best, artifacts: artifacts.manifest.key, dataset: cfg.dataset, classes: cfg.classes ?? null, method: cfg.method } };
+      const meta = { model: spec, epoch: epoch + 1, step: rt.step, extra: { best, artifacts: artifacts.manifest.key, dataset: cfg.dataset, classes: cfg.classes ?? null, method: cfg.method, ...(imported ? { onnx: imported.onnx } : {}) } };
       const state = rt.getState();
       // Metrics, best and snapshots first, the latest checkpoint last: a crash in between leaves the
       // latest checkpoint one epoch behind, and resuming drops the extra metrics line and redoes that
