@@ -175,17 +175,22 @@ async function squareRunLinf(cm: CountingModel, x: Float32Array, y: Int32Array, 
         }
       }
     }
-    const z = await cm.logits(batch, active.length);
-    for (let q = 0; q < active.length; q++) {
-      const j = active[q]!;
-      const mg = margin(z, q, k, y[idx[j]!]!);
-      if (mg < marginMin[j]!) {
-        marginMin[j] = mg;
-        copyRow(xBest, j, batch, q, d);
-      }
-    }
+    await keepImprovements(cm, batch, active, (j) => y[idx[j]!]!, k, d, marginMin, xBest);
   }
   return { xBest, marginMin };
+}
+
+/** Score the candidates (one logits call) and keep each one that lowers its example's margin. */
+async function keepImprovements(cm: CountingModel, batch: Float32Array, active: number[], label: (j: number) => number, k: number, d: number, marginMin: Float64Array | Float32Array | number[], xBest: Float32Array): Promise<void> {
+  const z = await cm.logits(batch, active.length);
+  for (let q = 0; q < active.length; q++) {
+    const j = active[q]!;
+    const mg = margin(z, q, k, label(j));
+    if (mg < marginMin[j]!) {
+      marginMin[j] = mg;
+      copyRow(xBest, j, batch, q, d);
+    }
+  }
 }
 
 /** One Square run (L2) on examples idx. */
@@ -303,15 +308,7 @@ async function squareRunL2(cm: CountingModel, x: Float32Array, y: Int32Array, id
       }
       toImage(i, batch, q);
     }
-    const z = await cm.logits(batch, active.length);
-    for (let q = 0; q < active.length; q++) {
-      const j = active[q]!;
-      const mg = margin(z, q, k, y[idx[j]!]!);
-      if (mg < marginMin[j]!) {
-        marginMin[j] = mg;
-        copyRow(xBest, j, batch, q, d);
-      }
-    }
+    await keepImprovements(cm, batch, active, (j) => y[idx[j]!]!, k, d, marginMin, xBest);
   }
   return { xBest, marginMin };
 }
