@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { DATASET_NAMES } from '../data/index.js';
 import { archNames } from '../models/index.js';
-import { METHODS, readConfigFile, resolveTrainConfig, TRAIN_KEYS, type TrainConfig } from '../train/config.js';
+import { camel, METHODS, readConfigFile, resolveTrainConfig, TRAIN_KEYS, type TrainConfig } from '../train/config.js';
 import { train } from '../train/loop.js';
 import { trainReporter } from './progress.js';
 
@@ -53,7 +53,6 @@ function options(y: Argv) {
     .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON; no progress output' });
 }
 
-const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 /** Config file values, then command-line values on top (only the options the user actually gave). */
 export function mergeConfig(argv: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {

@@ -10,8 +10,8 @@ import { ATTACK_NAMES } from '../attacks/index.js';
 import { SMOOTH_BACKWARD, TRAIN_KEYS } from '../train/config.js';
 import { UserError } from '../util/errors.js';
 
-export const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+export { camel, kebab } from '../train/config.js';
+import { camel, kebab } from '../train/config.js';
 
 /** Value kinds checked up front; 'fraction' is a number or a text like "8/255". */
 type Kind = 'int' | 'number' | 'fraction' | 'string' | 'boolean' | 'any' | readonly string[];

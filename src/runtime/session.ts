@@ -5,6 +5,7 @@ import ort from 'onnxruntime-node';
 import type { Graph } from '../ir/graph.js';
 import { type DType, type Tensor, type TensorData } from '../ir/tensor.js';
 import { graphToModelProto } from '../onnx/io.js';
+import { newGraph } from '../ir/builder.js';
 import { UserError } from '../util/errors.js';
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu' | 'auto';
@@ -32,13 +33,11 @@ export async function providerWorks(ep: 'cpu' | 'cuda' | 'webgpu'): Promise<{ ok
   if (!listed) return { ok: false, reason: `onnxruntime-node ${ort.env.versions.node} on this platform has no ${ep} provider` };
   try {
     // A one-node model: creating a session is the only reliable availability check.
-    const { graphToModelProto: toBytes } = await import('../onnx/io.js');
-    const { newGraph } = await import('../ir/builder.js');
     const { graph, b } = newGraph('probe');
     const x = graph.addInput('x', 'float32', [1]);
     graph.markOutput(b.relu(x));
     // Severity 4 (fatal only): a missing provider library is the expected answer here, not a log line.
-    const s = await ort.InferenceSession.create(toBytes(graph), { executionProviders: [ep], logSeverityLevel: 4 });
+    const s = await ort.InferenceSession.create(graphToModelProto(graph), { executionProviders: [ep], logSeverityLevel: 4 });
     await s.release();
     return { ok: true };
   } catch (e) {

@@ -81,8 +81,9 @@ export function parseFraction(text: string | number, what: string): number {
   return v;
 }
 
-const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** Option names: kebab-case on the command line and in files, camelCase in configs. */
+export const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** Read a YAML/JSON config file; unknown keys are an error naming the nearest valid key. */
 export function readConfigFile(path: string, validKeys: readonly string[]): Record<string, unknown> {
