@@ -1,11 +1,12 @@
 """PyTorch counterpart of `advrun bench`: the same train / attack / eval steps, timed the same way.
 
 Run by advrun with Debian's /usr/bin/python3 (python3-torch). Prints one JSON line:
-{"train": {"ms":..., "imgPerSec":...}, "attack": {...}, "eval": {...}}.
+{"train": {"ms":..., "imgPerSec":...}, "attack": {...}, "eval": {...}, "peakRssMb": ...}.
 """
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -72,6 +73,8 @@ def main():
         p_.requires_grad_(False)
     out["attack"] = time_it(attack_step, args.iters, args.warmup, args.batch)
     out["eval"] = time_it(eval_step, args.iters, args.warmup, args.eval_batch)
+    # Peak resident set of this process (Linux reports KiB), the counterpart of advrun's own.
+    out["peakRssMb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
 

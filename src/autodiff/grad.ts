@@ -43,12 +43,16 @@ function backwardReach(g: Graph, loss: string): Set<string> {
   return needed;
 }
 
+/** Name prefix of every node addGradients emits (profiles attribute their time to the backward pass). */
+export const BACKWARD_PHASE = 'bwd';
+
 /**
  * Append to `g` the nodes computing d(loss)/d(w) for every w in `wrt` (graph inputs, initializers or
  * intermediate values). Returns the gradient value names; a w the loss does not depend on gets zeros.
  */
 export function addGradients(g: Graph, loss: string, wrt: string[], opts: GradOptions = {}): Record<string, string> {
   const b = new Builder(g);
+  const firstNode = g.nodes.length;
   for (const w of wrt) {
     if (!g.types.has(w)) throw new GraphError(`cannot differentiate with respect to "${w}": no such value in graph "${g.name}"`);
     if (!isFloat(g, w)) throw new GraphError(`cannot differentiate with respect to "${w}": it is ${g.type(w).dtype}, not floating point`);
@@ -103,6 +107,7 @@ export function addGradients(g: Graph, loss: string, wrt: string[], opts: GradOp
 
   const out: Record<string, string> = {};
   for (const w of wrt) out[w] = total(w) ?? b.zerosLike(w);
+  g.tagNodesSince(firstNode, BACKWARD_PHASE);
   return out;
 }
 

@@ -189,6 +189,14 @@ export class Graph {
   }
 
   private nodeCount = 0;
+
+  /**
+   * Prefix the names of the nodes added since `start` (an earlier `nodes.length`) with `phase/`, so a
+   * runtime profile can attribute time to forward, backward and update (see runtime/profile.ts).
+   */
+  tagNodesSince(start: number, phase: string): void {
+    for (let i = start; i < this.nodes.length; i++) this.nodes[i]!.name = `${phase}/${this.nodes[i]!.name}`;
+  }
   private freshNodeName(op: string): string {
     return `${op}_${this.nodeCount++}`;
   }

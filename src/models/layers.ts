@@ -2,6 +2,7 @@
 // create parameters as initializers named like PyTorch's state_dict (conv1.weight, bn1.running_mean, ...)
 // and initialise them as PyTorch does by default (kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
 
+import { BATCH_STATISTICS_BN_VJP } from '../autodiff/rules/batchnorm.js';
 import { Builder } from '../ir/builder.js';
 import { Graph } from '../ir/graph.js';
 import { makeTensor, numel } from '../ir/tensor.js';
@@ -121,7 +122,8 @@ export class ModelBuilder {
     const centered = b.sub(x, meanKeep);
     const varBiased = b.reduceMean(b.mul(centered, centered), axes, false);
     const mean = b.reshape(meanKeep, [-1]);
-    const y = b.op('BatchNormalization', [x, v.scale, v.bias, mean, varBiased], { epsilon: BN_EPS });
+    // The closed-form VJP differentiates through the statistics in one rule (see rules/batchnorm.ts).
+    const y = b.op('BatchNormalization', [x, v.scale, v.bias, mean, varBiased], { epsilon: BN_EPS }, { customVjp: BATCH_STATISTICS_BN_VJP });
     // n = elements per channel = numel(x) / C, known only at run time (the batch is symbolic).
     const c = b.shape(x)[1] as number;
     const n = b.div(b.cast(b.op('Size', [x]), 'float32'), b.scalar(c));

@@ -1,6 +1,8 @@
 // ONNX Runtime execution: sessions are created once per graph and reused for every step.
 // Execution providers are chosen explicitly; an unavailable one is an error, never a silent CPU run.
 
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { Graph } from '../ir/graph.js';
 import { type DType, type Tensor, type TensorData } from '../ir/tensor.js';
@@ -16,6 +18,8 @@ export interface RuntimeOptions {
   threads?: number;
   /** Called once when `auto` picks a provider, so the choice is said, not silent. */
   log?: (msg: string) => void;
+  /** Directory for ONNX Runtime's per-node profile traces (one per session); off when unset. */
+  profileDir?: string;
 }
 
 // ONNX Runtime's native log goes straight to stderr; its failures reach advrun as exceptions, which are
@@ -91,6 +95,7 @@ export class CompiledGraph {
         intraOpNumThreads: opts.threads ?? 0,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
+        ...(opts.profileDir ? { enableProfiling: true, profileFilePrefix: join(opts.profileDir, label) } : {}),
       });
     } catch (e) {
       throw new Error(`ONNX Runtime rejected graph "${label}": ${(e as Error).message.split('\n')[0]}`);
@@ -113,6 +118,14 @@ export class CompiledGraph {
     for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
     const out = await this.run(ortFeeds);
     return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, fromOrt(v)]));
+  }
+
+  /** Stop profiling and return the trace's path (ONNX Runtime names it <prefix>_<timestamp>.json). */
+  endProfiling(dir: string): string {
+    this.session.endProfiling();
+    const mine = readdirSync(dir).filter((f) => f.startsWith(`${this.label}_`) && f.endsWith('.json')).sort();
+    if (mine.length === 0) throw new Error(`ONNX Runtime wrote no profile for graph "${this.label}" in ${dir}`);
+    return join(dir, mine[mine.length - 1]!);
   }
 
   async release(): Promise<void> {

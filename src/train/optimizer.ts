@@ -19,8 +19,12 @@ export const momentumName = (param: string) => `momentum.${param}`;
 export const nextName = (state: string) => `next.${state}`;
 
 /** Emit the update for each parameter; returns state input -> updated output names. */
+/** Name prefix of the optimizer-update nodes (see runtime/profile.ts). */
+export const UPDATE_PHASE = 'upd';
+
 export function emitSgdUpdate(b: Builder, params: ParamInfo[], grads: Record<string, string>, lr: string, cfg: SgdConfig): Record<string, string> {
   const g = b.graph;
+  const firstNode = g.nodes.length;
   const feedback: Record<string, string> = {};
   for (const p of params) {
     let grad = grads[p.name]!;
@@ -34,6 +38,7 @@ export function emitSgdUpdate(b: Builder, params: ParamInfo[], grads: Record<str
     }
     feedback[p.name] = output(b, b.sub(p.name, b.mul(lr, step)), nextName(p.name));
   }
+  g.tagNodesSince(firstNode, UPDATE_PHASE);
   return feedback;
 }
 

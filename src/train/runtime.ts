@@ -157,6 +157,15 @@ export class ModelRuntime implements AttackModel {
     return { loss: out.loss!.data as Float32Array, grad: out.grad_input!.data as Float32Array, logits: out.logits!.data as Float32Array };
   }
 
+  /** Stop profiling every session opened so far (RuntimeOptions.profileDir); graph name -> trace path. */
+  async endProfiling(): Promise<Record<string, string>> {
+    const dir = this.opts.profileDir;
+    if (!dir) throw new Error('this runtime was not created with profiling on');
+    const out: Record<string, string> = {};
+    for (const [name, s] of this.sessions) out[name] = (await s).endProfiling(dir);
+    return out;
+  }
+
   async release(): Promise<void> {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();

@@ -1,4 +1,8 @@
-import { describe, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
+import { addGradients } from '../../src/autodiff/grad.js';
+import { BATCH_STATISTICS_BN_VJP } from '../../src/autodiff/rules/batchnorm.js';
+import { Builder } from '../../src/ir/builder.js';
+import { Graph } from '../../src/ir/graph.js';
 import { gradcheck, type GradInput } from '../helpers/gradcheck.js';
 
 function bnInputs(x: number[], wrtStats: boolean): GradInput[] {
@@ -56,5 +60,44 @@ describe('BatchNormalization VJP, training mode (batch statistics)', () => {
       inputs: bnInputs([5, 3, 2, 2], false).map((i) => (i.name === 'x' ? { ...i, graphShape: ['N', 3, 2, 2] } : i)),
       build: (b, [x, s, bias, m, v]) => b.opN('BatchNormalization', [x!, s!, bias!, m!, v!], 3, { training_mode: 1 })[0]!,
     });
+  });
+});
+
+describe('train-mode BN over its own batch statistics, closed-form VJP (batchnorm-batch-statistics)', () => {
+  // The graph advrun's models build: statistics by ReduceMean, then an inference-mode BatchNormalization.
+  const build = (custom: boolean) => (b: Builder, [x, s, bias]: string[]) => {
+    const axes = [0, ...b.shape(x!).slice(2).map((_, i) => i + 2)];
+    const meanKeep = b.reduceMean(x!, axes, true);
+    const centred = b.sub(x!, meanKeep);
+    const variance = b.reduceMean(b.mul(centred, centred), axes, false);
+    return b.op('BatchNormalization', [x!, s!, bias!, b.reshape(meanKeep, [-1]), variance], { epsilon: 1e-3 }, custom ? { customVjp: BATCH_STATISTICS_BN_VJP } : undefined);
+  };
+  const inputs = (x: (number)[], graphShape?: (number | string)[]): GradInput[] => [
+    { name: 'x', shape: x, graphShape },
+    { name: 'scale', shape: [x[1]!], init: 'awayFromZero' },
+    { name: 'bias', shape: [x[1]!] },
+  ];
+  for (const shape of [[3, 3, 4, 4], [6, 4], [2, 3, 5]]) {
+    test(`[${shape}]: gradients for x (through the statistics), scale and B`, async () => {
+      await gradcheck({ inputs: inputs(shape), build: build(true) });
+    });
+  }
+  test('symbolic batch dim', async () => {
+    await gradcheck({ inputs: inputs([4, 2, 3, 3], ['N', 2, 3, 3]), build: build(true) });
+  });
+  test('the statistics nodes get no cotangent: only the loss\'s own broadcast is materialised, and fewer nodes than the chain rule through them', () => {
+    const backwardOps = (custom: boolean) => {
+      const g = new Graph('bn');
+      const b = new Builder(g);
+      const ins = [g.addInput('x', 'float32', ['N', 4, 5, 5]), g.addInput('scale', 'float32', [4]), g.addInput('bias', 'float32', [4])];
+      const y = build(custom)(b, ins);
+      const before = g.nodes.length;
+      addGradients(g, b.sumAll(b.mul(y, y)), ins);
+      return g.nodes.slice(before).map((n) => n.op);
+    };
+    const closed = backwardOps(true), chain = backwardOps(false);
+    expect(closed.filter((o) => o === 'Expand')).toHaveLength(1); // the seed of sum(y*y)
+    expect(chain.filter((o) => o === 'Expand').length).toBeGreaterThan(1);
+    expect(closed.length).toBeLessThan(chain.length);
   });
 });

@@ -54,6 +54,12 @@ describe('Conv VJP', () => {
     { name: '1-D groups 3 depthwise', x: [2, 3, 9], w: [3, 1, 4], attrs: { group: 3, pads: [2, 1] } },
     { name: 'symbolic batch dim, groups 2, stride 2, bias', x: [3, 4, 7, 6], w: [4, 2, 3, 3], attrs: { group: 2, strides: [2, 2], pads: [1, 0, 1, 1] }, bias: true, symbolicBatch: true },
     { name: '3-D 2x2x2 stride 2 with pads', x: [1, 2, 4, 5, 4], w: [3, 2, 2, 3, 2], attrs: { strides: [2, 2, 1], pads: [0, 1, 1, 1, 1, 0] }, bias: true },
+    // More than PER_IMAGE_MIN_POSITIONS output positions: the weight gradient takes the per-image (one-hot columns) path.
+    { name: 'many positions: 3x3 stride 1 pads 1 (per-image weight gradient, flipped-Conv input gradient)', x: [2, 2, 18, 18], w: [3, 2, 3, 3], attrs: { pads: [1, 1, 1, 1] }, bias: true },
+    { name: 'many positions: stride 2, odd size, asymmetric pads', x: [2, 2, 35, 34], w: [3, 2, 3, 2], attrs: { strides: [2, 2], pads: [1, 0, 0, 1] } },
+    { name: 'many positions: dilation 2, asymmetric pads', x: [1, 2, 20, 19], w: [2, 2, 3, 3], attrs: { dilations: [2, 2], pads: [2, 1, 1, 2] }, bias: true },
+    { name: 'many positions: 1-D kernel 5', x: [2, 3, 300], w: [4, 3, 5], attrs: { pads: [2, 1] } },
+    { name: 'many positions, symbolic batch, 1x1 stride 2', x: [3, 3, 34, 34], w: [4, 3, 1, 1], attrs: { strides: [2, 2] }, symbolicBatch: true },
   ];
   for (const c of cases) test(c.name, async () => { await convCheck('Conv', c); });
 });
@@ -65,6 +71,7 @@ describe('ConvTranspose VJP (for double backward through Conv)', () => {
     { name: 'groups 2, stride 2, dilation 2', x: [2, 4, 4, 4], w: [4, 3, 3, 3], attrs: { group: 2, strides: [2, 2], dilations: [2, 2], pads: [1, 1, 2, 2] }, bias: true },
     { name: 'symbolic batch dim, stride 2, output_padding 1', x: [3, 2, 3, 4], w: [2, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] }, bias: true, symbolicBatch: true },
     { name: '1-D stride 3 with output_padding', x: [2, 2, 5], w: [2, 3, 4], attrs: { strides: [3], pads: [2, 1], output_padding: [2] }, bias: true },
+    { name: 'many positions (per-image weight gradient), stride 1', x: [1, 2, 17, 17], w: [2, 3, 3, 3], attrs: { pads: [1, 1, 1, 1] } },
   ];
   for (const c of cases) test(c.name, async () => { await convCheck('ConvTranspose', c); });
 });
@@ -75,6 +82,7 @@ describe('second order through Conv (Hessian-vector products, gradient penalties
   const cases: ConvCase[] = [
     { name: 'stride 2, asymmetric pads, bias', x: [2, 2, 6, 5], w: [3, 2, 3, 3], attrs: { strides: [2, 2], pads: [1, 0, 0, 1] }, bias: true },
     { name: 'groups 2, dilation 2', x: [1, 4, 6, 6], w: [4, 2, 2, 2], attrs: { group: 2, dilations: [2, 2], pads: [1, 1, 1, 1] } },
+    { name: 'stride 1, many positions (flipped-Conv input gradient, one-hot columns)', x: [1, 2, 17, 17], w: [2, 2, 3, 3], attrs: { pads: [1, 1, 1, 1] } },
   ];
   for (const c of cases) {
     test(c.name, async () => {
@@ -102,7 +110,7 @@ describe('Conv VJP graph structure', () => {
     const bias = g.addInput('bias', 'float32', [8]);
     const y = b.op('Conv', [x, w, bias], { strides: [2, 2], pads: [1, 1, 1, 1] });
     const forwardNodes = g.nodes.length;
-    const r = g.addInput('r', 'float32', ['N', 8, 5, 5]);
+    const r = g.addInput('r', 'float32', g.shape(y));
     const loss = b.sumAll(b.mul(y, r));
     const grads = addGradients(g, loss, wrt);
     g.outputs = [loss, ...wrt.map((v) => grads[v]!)];
@@ -118,6 +126,33 @@ describe('Conv VJP graph structure', () => {
     // One batched MatMul contracts over N*Ho*Wo: [G, Cout/G, N*P] x [G, N*P, Cin/G*kh*kw].
     expect(g.shape(mm[0]!.inputs[0]!)).toEqual([1, 8, expect.anything()]);
     expect(g.shape(mm[0]!.inputs[1]!)).toEqual([1, expect.anything(), 27]);
+  });
+
+  test('with many output positions the weight gradient is per image: one-hot depthwise columns, a batched MatMul, a sum over N', () => {
+    const { g, forwardNodes } = convGradGraph(['N', 3, 40, 40], ['w']);
+    const backward = g.nodes.slice(forwardNodes);
+    const convs = backward.filter((n) => n.op === 'Conv');
+    expect(convs).toHaveLength(1);
+    expect(convs[0]!.attrs.group).toEqual({ type: 'int', value: 3 });
+    const mm = backward.filter((n) => n.op === 'MatMul');
+    expect(mm).toHaveLength(1);
+    expect(g.shape(mm[0]!.inputs[0]!)).toEqual([expect.anything(), 8, 400]);
+    expect(backward.some((n) => n.op === 'ReduceSum')).toBe(true);
+  });
+
+  test('a stride-1 convolution gets its input gradient from a Conv, a strided one from ConvTranspose', () => {
+    const { g, forwardNodes } = convGradGraph(['N', 3, 10, 10], ['x']);
+    expect(g.nodes.slice(forwardNodes).map((n) => n.op)).toContain('ConvTranspose');
+    const g1 = new Graph('conv1');
+    const b = new Builder(g1);
+    const x = g1.addInput('x', 'float32', [2, 3, 6, 6]);
+    const w = g1.addInput('w', 'float32', [4, 3, 3, 3]);
+    const y = b.op('Conv', [x, w], { pads: [1, 1, 1, 1] });
+    const before = g1.nodes.length;
+    addGradients(g1, b.sumAll(y), [x]);
+    const ops = g1.nodes.slice(before).map((n) => n.op);
+    expect(ops).toContain('Conv');
+    expect(ops).not.toContain('ConvTranspose');
   });
 
   test('symbolic batch dim: gradients match the static-batch graph for two batch sizes', async () => {

@@ -14,7 +14,7 @@
 
 import type { Builder } from '../../ir/builder.js';
 import { attrFloat, attrInt } from '../../ir/graph.js';
-import { registerVjp } from '../registry.js';
+import { registerCustomVjp, registerVjp } from '../registry.js';
 
 const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => i + from);
 
@@ -62,4 +62,42 @@ registerVjp('BatchNormalization', ({ b, node, gradOutputs: [gy], input, needs })
     // d invstd / d var = -invstd^3 / 2
     needs(4) ? b.mul(b.mul(sumGyXc!, scale), b.scale(b.mul(invstd, b.mul(invstd, invstd)), -0.5)) : undefined,
   ];
+});
+
+/**
+ * Name of the VJP for a BatchNormalization node fed with its own input's batch statistics
+ * (mean = ReduceMean(x), var = biased ReduceMean((x - mean)^2) over N and the spatial axes), the way
+ * advrun's models build train-mode BN. The rule gives x's total derivative, statistics included, in
+ * closed form, so the statistics' own nodes get no cotangent:
+ *   dx = A g + B (x - mean) + C   with per-channel A = scale*invstd, B = -scale*invstd^3*sum(g*(x-mean))/m,
+ *   C = -A*sum(g)/m   (m elements per channel),
+ * which is the usual invstd*scale*(g - mean(g) - xhat*mean(g*xhat)) with the per-channel factors folded:
+ * a handful of full-tensor passes instead of back-propagating through the statistics' Sub/Mul/ReduceMean
+ * chain (which materialises broadcasts with Expand).
+ */
+export const BATCH_STATISTICS_BN_VJP = 'batchnorm-batch-statistics';
+
+registerCustomVjp(BATCH_STATISTICS_BN_VJP, ({ b, node, gradOutputs: [gy], input, needs }) => {
+  if (!gy) return [];
+  if (node.op !== 'BatchNormalization') throw new Error(`${BATCH_STATISTICS_BN_VJP} applies to BatchNormalization nodes, not ${node.op}`);
+  const x = input(0), scale = input(1), mean = input(3), variance = input(4);
+  const rank = b.rank(x);
+  const axes = [0, ...range(rank - 2, 2)];
+  const ch = (v: string) => perChannel(b, v, rank);
+  const sumNS = (v: string) => b.reduceSum(v, axes, false);
+  const invstd = b.op('Reciprocal', [b.sqrt(b.add(variance, b.scalarLike(attrFloat(node, 'epsilon', 1e-5), variance)))]); // [C]
+  const xc = b.sub(x, ch(mean));
+  const sumG = sumNS(gy), sumGXc = sumNS(b.mul(gy, xc));
+  let gx: string | undefined;
+  if (needs(0)) {
+    // Elements per channel, a run-time value when the batch is symbolic.
+    const channels = b.shape(x)[1];
+    if (typeof channels !== 'number') throw new Error('the channel dimension must be static');
+    const perChannelCount = b.div(b.cast(b.op('Size', [x]), b.dtype(x)), b.scalarLike(channels, x));
+    const a = b.mul(scale, invstd);
+    const coefXc = b.neg(b.div(b.mul(b.mul(a, b.mul(invstd, invstd)), sumGXc), perChannelCount));
+    const offset = b.neg(b.div(b.mul(a, sumG), perChannelCount));
+    gx = b.add(b.add(b.mul(gy, ch(a)), b.mul(xc, ch(coefXc))), ch(offset));
+  }
+  return [gx, needs(1) ? b.mul(sumGXc, invstd) : undefined, needs(2) ? sumG : undefined];
 });

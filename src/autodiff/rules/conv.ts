@@ -4,17 +4,20 @@
 // Notation: x [N, C, *S] input, w [M, C/G, *k] weight, y [N, M, *O] output, G groups,
 // strides s, dilations d, pads pb (begin) / pe (end), span = (k-1)*d + 1 per spatial axis.
 //
-// - Input gradient of Conv is ConvTranspose with the same weight, strides, dilations, groups and pads;
-//   output_padding restores the input size (rows the forward windows never reached get zero).
-// - Weight gradient is im2col over the whole batch + one batched MatMul that contracts over N*Ho*Wo
-//   (convWeightGrad), rather than the textbook Conv of the transposed input with the batch-sized output
-//   gradient as its kernel: the work is one large GEMM, whatever the batch size.
+// - Input gradient of a stride-1 ungrouped Conv is another Conv: the output gradient convolved with the
+//   spatially flipped, in/out-swapped weight, padded by span-1-p. ONNX Runtime's Conv runs faster than
+//   its ConvTranspose (GEMM + a scalar col2im), see bench/RESULTS.md. Strided or grouped convolutions use
+//   ConvTranspose with the same weight, strides, dilations, groups and pads; output_padding restores the
+//   input size (rows the forward windows never reached get zero).
+// - Weight gradient contracts the output gradient with the input's columns (im2col) over N and the
+//   output positions; which formulation is fastest depends on the layer's shape (convWeightGrad).
 // - ConvTranspose's own VJP uses the same two pieces with the roles swapped, so second-order
 //   products (Hessian-vector, gradient penalties) can go back through convolution layers.
 
 import type { Builder } from '../../ir/builder.js';
 import { attrInt, attrInts, attrString, type Node, type Shape } from '../../ir/graph.js';
 import { windowGeometry } from '../../ir/conv-geometry.js';
+import { makeTensor } from '../../ir/tensor.js';
 import { registerVjp } from '../registry.js';
 
 /** Static sizes of `name`'s dims from `from` on (spatial dims must be static to build window graphs). */
@@ -73,8 +76,46 @@ export interface ConvWindow {
 /**
  * Weight gradient of a (grouped) convolution that maps `src` [N, C, *S] to `dst` [N, M, *O] with window `win`:
  *   dW[m, c, *k] = sum over n, o of gdst[n, m, *o] * srcpad[n, g(m)*C/G + c, *(o*s + k*d)]
- * returned as [M, C/G, *kernel].
- *
+ * returned as [M, C/G, *kernel]. Two formulations, chosen by the number of output positions P:
+ * - many positions (early, high-resolution layers): columns per image by a one-hot depthwise Conv and
+ *   one GEMM per image contracting over P (columnsPerImage);
+ * - few positions (deep layers): one GEMM over the whole batch, contracting over N*P (columnsOverBatch),
+ *   because per-image GEMMs with a short inner dimension run far below the machine's peak.
+ * bench/RESULTS.md has the measurements behind the threshold.
+ */
+export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
+  const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
+  const { kernel, strides, dilations, padsBegin } = win;
+  // End padding: exactly what the last window needs (rows no window reaches, when the forward's floor
+  // skipped up to s-1 trailing ones, are simply not padded; both formulations still produce O positions).
+  const padsEnd = S.map((n, i) => Math.max(0, strides[i]! * (O[i]! - 1) + (kernel[i]! - 1) * dilations[i]! + 1 - n - padsBegin[i]!));
+  const P = O.reduce((a, c) => a * c, 1);
+  if (group === 1 && P > PER_IMAGE_MIN_POSITIONS) return columnsPerImage(b, src, gdst, win, padsEnd);
+  return columnsOverBatch(b, src, gdst, win, group, padsEnd);
+}
+
+/** Output positions above which the per-image formulation of the weight gradient is the faster one. */
+export const PER_IMAGE_MIN_POSITIONS = 256;
+
+/**
+ * Per-image columns: a depthwise Conv whose constant one-hot kernels copy each window element to its own
+ * channel gives cols [N, C*K, *O] (channel order (c, k), the weight's), in one pass inside ONNX Runtime's
+ * convolution kernel. One batched MatMul [N, M, P] x [N, P, C*K] (the transpose folds into the GEMM)
+ * and a sum over N give dW.
+ */
+function columnsPerImage(b: Builder, src: string, gdst: string, win: ConvWindow, padsEnd: number[]): string {
+  const { kernel, strides, dilations, padsBegin } = win;
+  const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
+  const K = kernel.reduce((a, c) => a * c, 1), P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1);
+  const oneHot = new Float32Array(C * K * K);
+  for (let c = 0; c < C; c++) for (let j = 0; j < K; j++) oneHot[(c * K + j) * K + j] = 1;
+  const picker = b.constant(makeTensor('float32', [C * K, 1, ...kernel], oneHot));
+  const cols = b.op('Conv', [src, picker], { kernel_shape: kernel, strides, dilations, pads: [...padsBegin, ...padsEnd], group: C });
+  const perImage = b.matmul(b.reshape(gdst, [-1, M, P]), b.transpose(b.reshape(cols, [-1, C * K, P]), [0, 2, 1])); // [N, M, C*K]
+  return b.reshape(b.reduceSum(perImage, [0], false), [M, C, ...kernel]);
+}
+
+/**
  * im2col over the whole batch: transpose src to [C, N, *S] once (src-sized, cheap), pad it, and take
  * one strided Slice per kernel offset ([C, N, *O] each). Concatenating them on axis 1 gives
  * [C, K*N, *O] whose row-major order is (g, c, k, n, o), so a plain Reshape yields the columns
@@ -84,7 +125,7 @@ export interface ConvWindow {
  * The columns enter that MatMul through Transpose(perm [0, 2, 1]), which ONNX Runtime folds into the
  * GEMM (MatMul+Transpose fusion) instead of copying them. The batch enters only through -1 in Reshape targets.
  */
-export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
+function columnsOverBatch(b: Builder, src: string, gdst: string, win: ConvWindow, group: number, padsEnd: number[]): string {
   const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
   const r = S.length;
@@ -93,8 +134,6 @@ export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvW
   const K = kernel.reduce((a, c) => a * c, 1), P = O.reduce((a, c) => a * c, 1);
 
   let xt = b.transpose(src, [1, 0, ...range(r, 2)]);
-  // End padding: exactly what the last window needs (rows no window reaches are simply not padded).
-  const padsEnd = S.map((n, i) => Math.max(0, strides[i]! * (O[i]! - 1) + (kernel[i]! - 1) * dilations[i]! + 1 - n - padsBegin[i]!));
   if ([...padsBegin, ...padsEnd].some((p) => p !== 0)) xt = b.op('Pad', [xt, b.ints([0, 0, ...padsBegin, 0, 0, ...padsEnd])]);
   const padded = S.map((n, i) => n + padsBegin[i]! + padsEnd[i]!);
 
@@ -108,6 +147,29 @@ export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvW
   const gyG = b.reshape(b.transpose(b.reshape(gdst, [-1, group, Mg, P]), [1, 2, 0, 3]), [group, Mg, -1]); // [G, Mg, N*P]
   const dw = b.matmul(gyG, b.transpose(cols, [0, 2, 1]));                                             // [G, Mg, Cg*K]
   return b.reshape(dw, [M, Cg, ...kernel]);
+}
+
+/**
+ * Input gradient of Conv(x, w): dx[n, c, i] = sum gy[n, m, o] w[m, c, k] over i = o*s + k*d - pb.
+ * Stride 1, one group: a Conv of gy with w transposed to [C, M, *k] and flipped in space, padded by
+ * span-1-pb before and span-1-pe after (its output size is then exactly S). Otherwise ConvTranspose.
+ */
+function convInputGrad(b: Builder, gy: string, w: string, a: ConvAttrs, S: number[], O: number[]): string {
+  const r = S.length;
+  const span = a.kernel.map((k, i) => (k - 1) * a.dilations[i]! + 1);
+  const flippedPads = [...span.map((sp, i) => sp - 1 - a.pads[i]!), ...span.map((sp, i) => sp - 1 - a.pads[i + r]!)];
+  if (a.group === 1 && a.strides.every((st) => st === 1) && flippedPads.every((p) => p >= 0)) {
+    const spatial = range(r, 2);
+    const wFlipped = b.slice(b.transpose(w, [1, 0, ...spatial]), spatial.map(() => -1), a.kernel.map((k) => -k - 1), spatial, spatial.map(() => -1));
+    return b.op('Conv', [gy, wFlipped], { kernel_shape: a.kernel, dilations: a.dilations, pads: flippedPads });
+  }
+  // ConvTranspose produces s*(O-1) + span - pb - pe (+ output_padding) positions; the forward may have
+  // skipped up to s-1 trailing input rows (floor in the output size), which output_padding restores.
+  const outPad = S.map((n, i) => n - (a.strides[i]! * (O[i]! - 1) + span[i]! - a.pads[i]! - a.pads[i + r]!));
+  return b.op('ConvTranspose', [gy, w], {
+    kernel_shape: a.kernel, strides: a.strides, dilations: a.dilations, group: a.group,
+    pads: a.pads, output_padding: nonZero(outPad),
+  });
 }
 
 interface ConvAttrs {
@@ -134,16 +196,7 @@ registerVjp('Conv', ({ b, node, gradOutputs: [gy], input, needs }) => {
   const a = convAttrs(b, node);
   const S = staticDims(b, x, 2), O = staticDims(b, gy!, 2);
   const r = S.length;
-  let gx: string | undefined;
-  if (needs(0)) {
-    // ConvTranspose produces s*(O-1) + span - pb - pe (+ output_padding) positions; the forward may have
-    // skipped up to s-1 trailing input rows (floor in the output size), which output_padding restores.
-    const outPad = S.map((n, i) => n - (a.strides[i]! * (O[i]! - 1) + (a.kernel[i]! - 1) * a.dilations[i]! + 1 - a.pads[i]! - a.pads[i + r]!));
-    gx = b.op('ConvTranspose', [gy!, w], {
-      kernel_shape: a.kernel, strides: a.strides, dilations: a.dilations, group: a.group,
-      pads: a.pads, output_padding: nonZero(outPad),
-    });
-  }
+  const gx = needs(0) ? convInputGrad(b, gy!, w, a, S, O) : undefined;
   const gw = needs(1) ? convWeightGrad(b, x, gy!, { ...a, padsBegin: a.pads.slice(0, r) }, a.group) : undefined;
   const gb = node.inputs[2] && needs(2) ? channelBiasGrad(b, gy!) : undefined;
   return [gx, gw, gb];
