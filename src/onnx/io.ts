@@ -34,8 +34,14 @@ function attrToProto(name: string, a: Attr): Record<string, unknown> {
   }
 }
 
-export function graphToModelProto(g: Graph, metadata: Record<string, string> = {}): Uint8Array {
+/**
+ * Serialise a graph. `constants` turns some graph inputs into initializers with the given values
+ * (ModelRuntime compiles a fixed model state into evaluation graphs this way).
+ */
+export function graphToModelProto(g: Graph, metadata: Record<string, string> = {}, constants?: ReadonlyMap<string, Tensor>): Uint8Array {
   const valueInfo = (n: string) => ({ name: n, type: typeProto(g.type(n).dtype, g.type(n).shape) });
+  const inputs = constants ? g.inputs.filter((n) => !constants.has(n)) : g.inputs;
+  const baked = constants ? [...constants].filter(([n]) => g.inputs.includes(n)).map(([n, t]) => tensorToProto(n, t)) : [];
   const obj = {
     irVersion: 8,
     producerName: PRODUCER,
@@ -44,9 +50,9 @@ export function graphToModelProto(g: Graph, metadata: Record<string, string> = {
     metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value })),
     graph: {
       name: g.name,
-      input: g.inputs.map(valueInfo),
+      input: inputs.map(valueInfo),
       output: g.outputs.map(valueInfo),
-      initializer: [...g.initializers].filter(([n]) => !g.inputs.includes(n)).map(([n, t]) => tensorToProto(n, t)),
+      initializer: [...[...g.initializers].filter(([n]) => !g.inputs.includes(n)).map(([n, t]) => tensorToProto(n, t)), ...baked],
       node: g.nodes.map((n) => ({
         name: n.name,
         opType: n.op,

@@ -95,6 +95,7 @@ export class CompiledGraph {
         intraOpNumThreads: opts.threads ?? 0,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
+        ...(process.env.ADVRUN_ARENA === '0' ? { enableCpuMemArena: false } : {}),
         ...(opts.profileDir ? { enableProfiling: true, profileFilePrefix: join(opts.profileDir, label) } : {}),
       });
     } catch (e) {

@@ -6,6 +6,8 @@ import type ort from 'onnxruntime-node';
 import type { AttackLoss, AttackModel, LossGradResult } from '../attacks/types.js';
 import { makeTensor, type Tensor } from '../ir/tensor.js';
 import { buildModel } from '../models/index.js';
+import type { Graph } from '../ir/graph.js';
+import { graphToModelProto, modelProtoToGraph } from '../onnx/io.js';
 import { CompiledGraph, fromOrt, toOrt, type RuntimeOptions } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { attackGraphName, type BuiltArtifacts, type Manifest } from './artifacts.js';
@@ -29,15 +31,35 @@ function int64Labels(y: Int32Array): ort.Tensor {
   return toOrt(makeTensor('int64', [y.length], BigInt64Array.from(y, (v) => BigInt(v))));
 }
 
+/**
+ * How the evaluation and attack graphs see the model state:
+ * - 'inputs': parameters and BN statistics are graph inputs fed on every run;
+ * - 'compiled': the current state is compiled into those graphs as constants, and the sessions are
+ *   rebuilt after the state changes (a train step, setState). On the CPU this lets ONNX Runtime pre-pack
+ *   the convolution weights into its blocked (NCHWc) layout and fold everything that depends on the
+ *   weights only (e.g. the flipped weights of the input gradient): attack steps run about twice as fast,
+ *   for one session build per state (bench/RESULTS.md). The train step always takes the state as inputs.
+ */
+export type StateBinding = 'inputs' | 'compiled';
+
 export class ModelRuntime implements AttackModel {
   private sessions = new Map<string, Promise<CompiledGraph>>();
+  /** Sessions with the state compiled in, valid for `compiledVersion` of the state. */
+  private compiled = new Map<string, Promise<CompiledGraph>>();
+  private compiledVersion = -1;
+  /** Bumped whenever the state changes. */
+  private stateVersion = 0;
+  private parsed = new Map<string, Graph>();
   private state = new Map<string, ort.Tensor>();
+  readonly stateBinding: StateBinding;
   readonly numClasses: number;
   readonly inputShape: readonly number[];
   /** Train steps taken (advanced by trainStep, restored from checkpoints). */
   step = 0;
 
-  constructor(readonly artifacts: BuiltArtifacts, state: Map<string, Tensor>, private readonly opts: RuntimeOptions = {}) {
+  constructor(readonly artifacts: BuiltArtifacts, state: Map<string, Tensor>, private readonly opts: RuntimeOptions & { stateBinding?: StateBinding } = {}) {
+    // GPU providers gain nothing from NCHWc pre-packing and pay more per session build.
+    this.stateBinding = opts.stateBinding ?? ((opts.ep ?? 'cpu') === 'cpu' ? 'compiled' : 'inputs');
     const spec = artifacts.manifest.config.model;
     this.numClasses = spec.numClasses;
     this.inputShape = [spec.inChannels, spec.imageSize, spec.imageSize];
@@ -55,6 +77,7 @@ export class ModelRuntime implements AttackModel {
       if (!t) throw new UserError(`model state is missing tensor "${name}"`);
       this.state.set(name, toOrt(t));
     }
+    this.stateVersion++;
   }
 
   /** Host copies of the state (for checkpoints). */
@@ -73,11 +96,48 @@ export class ModelRuntime implements AttackModel {
     return s;
   }
 
-  private stateFeeds(graph: string): Record<string, ort.Tensor> {
+  /**
+   * The session for an evaluation or attack graph: with the current state compiled in (rebuilt once the
+   * state has changed; the stale sessions are released first so their memory is reused), or the shared one.
+   */
+  private async evalSession(name: string): Promise<CompiledGraph> {
+    if (this.stateBinding === 'inputs') return this.session(name);
+    if (this.compiledVersion !== this.stateVersion) await this.releaseCompiled(this.stateVersion);
+    let s = this.compiled.get(name);
+    if (!s) {
+      s = CompiledGraph.create(this.bytesWithState(name), { ...this.opts, label: name });
+      this.compiled.set(name, s);
+    }
+    return s;
+  }
+
+  private bytesWithState(name: string): Uint8Array {
+    let g = this.parsed.get(name);
+    if (!g) {
+      const bytes = this.artifacts.bytes[name];
+      if (!bytes) throw new Error(`artifacts have no graph "${name}"`);
+      g = modelProtoToGraph(bytes, name);
+      this.parsed.set(name, g);
+    }
+    const constants = new Map<string, Tensor>();
+    for (const [k, v] of this.state) if (g.inputs.includes(k)) constants.set(k, fromOrt(v));
+    return graphToModelProto(g, {}, constants);
+  }
+
+  /** Drop the compiled sessions (they belong to an older state); `version` is the state they will be rebuilt for. */
+  private async releaseCompiled(version = -1): Promise<void> {
+    const stale = [...this.compiled.values()];
+    this.compiled.clear();
+    this.compiledVersion = version;
+    for (const s of stale) await (await s).release();
+  }
+
+  /** The state tensors `session` takes as inputs (none when the state is compiled in). */
+  private stateFeeds(session: CompiledGraph): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
-    for (const io of this.manifest.graphs[graph]!.inputs) {
-      const t = this.state.get(io.name);
-      if (t) feeds[io.name] = t;
+    for (const name of session.inputNames) {
+      const t = this.state.get(name);
+      if (t) feeds[name] = t;
     }
     return feeds;
   }
@@ -98,7 +158,7 @@ export class ModelRuntime implements AttackModel {
     const h = twins ? n / 2 : n;
     const per = this.inputShape.reduce((a, d) => a * d, 1);
     const half = (a: Float32Array, i: number) => a.subarray(i * h * per, (i + 1) * h * per);
-    const feeds: Record<string, ort.Tensor> = { ...this.stateFeeds('train_step'), lr: toOrt(makeTensor('float32', [], [lr])) };
+    const feeds: Record<string, ort.Tensor> = { ...this.stateFeeds(s), lr: toOrt(makeTensor('float32', [], [lr])) };
     feeds.input = this.images(half(x, 0), h);
     feeds.labels = int64Labels(y.subarray(0, h));
     if (twins) {
@@ -114,6 +174,7 @@ export class ModelRuntime implements AttackModel {
     const loss = Number(out.loss!.data[0]);
     this.checkFinite(loss, out.grad_norms_sq!);
     for (const [state, next] of Object.entries(this.manifest.feedback)) this.state.set(state, out[next]!);
+    this.stateVersion++;
     this.step++;
     return { loss, logits: out.logits!.data as Float32Array };
   }
@@ -128,8 +189,8 @@ export class ModelRuntime implements AttackModel {
   }
 
   async logits(x: Float32Array, n: number): Promise<Float32Array> {
-    const s = await this.session('eval');
-    const out = await s.run({ ...this.stateFeeds('eval'), input: this.images(x, n) });
+    const s = await this.evalSession('eval');
+    const out = await s.run({ ...this.stateFeeds(s), input: this.images(x, n) });
     return out.logits!.data as Float32Array;
   }
 
@@ -148,8 +209,8 @@ export class ModelRuntime implements AttackModel {
 
   private async lossGradWith(prefix: string, x: Float32Array, n: number, loss: AttackLoss): Promise<LossGradResult> {
     const name = prefix + attackGraphName(loss.kind);
-    const s = await this.session(name);
-    const feeds: Record<string, ort.Tensor> = { ...this.stateFeeds(name), input: this.images(x, n) };
+    const s = await this.evalSession(name);
+    const feeds: Record<string, ort.Tensor> = { ...this.stateFeeds(s), input: this.images(x, n) };
     if ('labels' in loss) feeds.labels = int64Labels(loss.labels);
     if (loss.kind === 'dlr-targeted') feeds.targets = int64Labels(loss.targets);
     if (loss.kind === 'kl') feeds.clean_probs = toOrt(makeTensor('float32', [n, this.numClasses], loss.cleanProbs));
@@ -162,12 +223,13 @@ export class ModelRuntime implements AttackModel {
     const dir = this.opts.profileDir;
     if (!dir) throw new Error('this runtime was not created with profiling on');
     const out: Record<string, string> = {};
-    for (const [name, s] of this.sessions) out[name] = (await s).endProfiling(dir);
+    for (const [name, s] of [...this.sessions, ...this.compiled]) out[name] = (await s).endProfiling(dir);
     return out;
   }
 
   async release(): Promise<void> {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
+    await this.releaseCompiled();
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { addGradients } from '../../src/autodiff/grad.js';
+import { columnsOverBatch, columnsPerImage } from '../../src/autodiff/rules/conv.js';
 import { Builder } from '../../src/ir/builder.js';
 import { Graph, type AttrInput } from '../../src/ir/graph.js';
 import { makeTensor, numel, type Tensor } from '../../src/ir/tensor.js';
@@ -54,7 +55,11 @@ describe('Conv VJP', () => {
     { name: '1-D groups 3 depthwise', x: [2, 3, 9], w: [3, 1, 4], attrs: { group: 3, pads: [2, 1] } },
     { name: 'symbolic batch dim, groups 2, stride 2, bias', x: [3, 4, 7, 6], w: [4, 2, 3, 3], attrs: { group: 2, strides: [2, 2], pads: [1, 0, 1, 1] }, bias: true, symbolicBatch: true },
     { name: '3-D 2x2x2 stride 2 with pads', x: [1, 2, 4, 5, 4], w: [3, 2, 2, 3, 2], attrs: { strides: [2, 2, 1], pads: [0, 1, 1, 1, 1, 0] }, bias: true },
-    // More than PER_IMAGE_MIN_POSITIONS output positions: the weight gradient takes the per-image (one-hot columns) path.
+    // Most cases above have P >= M/2 output positions per output channel: per-image (one-hot) columns. These
+    // have few positions and many output channels: im2col over the batch.
+    { name: 'few positions, many channels: 3x3 stride 1 pads 1, bias (im2col over the batch)', x: [2, 3, 4, 4], w: [40, 3, 3, 3], attrs: { pads: [1, 1, 1, 1] }, bias: true },
+    { name: 'few positions, many channels: stride 2, odd size, asymmetric pads', x: [2, 2, 7, 6], w: [24, 2, 3, 2], attrs: { strides: [2, 2], pads: [1, 0, 0, 1] } },
+    { name: 'few positions, many channels: dilation 2, symbolic batch', x: [3, 2, 6, 6], w: [40, 2, 3, 3], attrs: { dilations: [2, 2], pads: [1, 1, 1, 1] }, symbolicBatch: true },
     { name: 'many positions: 3x3 stride 1 pads 1 (per-image weight gradient, flipped-Conv input gradient)', x: [2, 2, 18, 18], w: [3, 2, 3, 3], attrs: { pads: [1, 1, 1, 1] }, bias: true },
     { name: 'many positions: stride 2, odd size, asymmetric pads', x: [2, 2, 35, 34], w: [3, 2, 3, 2], attrs: { strides: [2, 2], pads: [1, 0, 0, 1] } },
     { name: 'many positions: dilation 2, asymmetric pads', x: [1, 2, 20, 19], w: [2, 2, 3, 3], attrs: { dilations: [2, 2], pads: [2, 1, 1, 2] }, bias: true },
@@ -72,6 +77,7 @@ describe('ConvTranspose VJP (for double backward through Conv)', () => {
     { name: 'symbolic batch dim, stride 2, output_padding 1', x: [3, 2, 3, 4], w: [2, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] }, bias: true, symbolicBatch: true },
     { name: '1-D stride 3 with output_padding', x: [2, 2, 5], w: [2, 3, 4], attrs: { strides: [3], pads: [2, 1], output_padding: [2] }, bias: true },
     { name: 'many positions (per-image weight gradient), stride 1', x: [1, 2, 17, 17], w: [2, 3, 3, 3], attrs: { pads: [1, 1, 1, 1] } },
+    { name: 'few positions, many channels (weight gradient over the batch), stride 2', x: [2, 12, 2, 2], w: [12, 2, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] } },
   ];
   for (const c of cases) test(c.name, async () => { await convCheck('ConvTranspose', c); });
 });
@@ -83,6 +89,7 @@ describe('second order through Conv (Hessian-vector products, gradient penalties
     { name: 'stride 2, asymmetric pads, bias', x: [2, 2, 6, 5], w: [3, 2, 3, 3], attrs: { strides: [2, 2], pads: [1, 0, 0, 1] }, bias: true },
     { name: 'groups 2, dilation 2', x: [1, 4, 6, 6], w: [4, 2, 2, 2], attrs: { group: 2, dilations: [2, 2], pads: [1, 1, 1, 1] } },
     { name: 'stride 1, many positions (flipped-Conv input gradient, one-hot columns)', x: [1, 2, 17, 17], w: [2, 2, 3, 3], attrs: { pads: [1, 1, 1, 1] } },
+    { name: 'stride 1, few positions, many channels (im2col over the batch)', x: [1, 2, 3, 3], w: [12, 2, 3, 3], attrs: { pads: [1, 1, 1, 1] } },
   ];
   for (const c of cases) {
     test(c.name, async () => {
@@ -101,13 +108,42 @@ describe('second order through Conv (Hessian-vector products, gradient penalties
   }
 });
 
+describe('the weight-gradient formulations agree to float32 rounding (finite differences only resolve ~1e-2)', () => {
+  const layers: { x: number[]; m: number; kernel: number[]; strides: number[]; dilations: number[]; pads: number[] }[] = [
+    { x: [3, 4, 9, 9], m: 5, kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1] },
+    { x: [2, 3, 11, 10], m: 6, kernel: [3, 2], strides: [2, 2], dilations: [1, 1], pads: [1, 0] },
+    { x: [2, 3, 10, 10], m: 4, kernel: [3, 3], strides: [1, 2], dilations: [2, 1], pads: [2, 1] },
+    { x: [2, 5, 8], m: 3, kernel: [4], strides: [3], dilations: [1], pads: [2] },
+  ];
+  for (const l of layers) {
+    test(`x [${l.x}], ${l.m} output channels, kernel [${l.kernel}], strides [${l.strides}], dilations [${l.dilations}]`, async () => {
+      const rng = new Rng(3);
+      const g = new Graph('wgrad');
+      const b = new Builder(g);
+      const x = g.addInput('x', 'float32', l.x);
+      const w = g.addInput('w', 'float32', [l.m, l.x[1]!, ...l.kernel]);
+      const y = b.op('Conv', [x, w], { strides: l.strides, dilations: l.dilations, pads: [...l.pads, ...l.pads] });
+      const gy = g.addInput('gy', 'float32', g.shape(y));
+      const S = l.x.slice(2), O = (g.shape(y) as number[]).slice(2);
+      const padsEnd = S.map((n, i) => Math.max(0, l.strides[i]! * (O[i]! - 1) + (l.kernel[i]! - 1) * l.dilations[i]! + 1 - n - l.pads[i]!));
+      const win = { kernel: l.kernel, strides: l.strides, dilations: l.dilations, padsBegin: l.pads };
+      g.outputs = [columnsPerImage(b, x, gy, win, padsEnd), columnsOverBatch(b, x, gy, win, 1, padsEnd)];
+      const rand = (dims: number[]): Tensor => makeTensor('float32', dims, Array.from({ length: numel(dims) }, () => rng.normal()));
+      const out = Object.values(await (await CompiledGraph.create(g)).runTensors({ x: rand(l.x), w: rand([l.m, l.x[1]!, ...l.kernel]), gy: rand(g.shape(y) as number[]) }));
+      const [a, c] = out.map((t) => Array.from(t.data as Float32Array));
+      const scale = Math.max(...c!.map(Math.abs));
+      expect(Math.max(...a!.map((v, i) => Math.abs(v - c![i]!))) / scale).toBeLessThan(1e-5);
+    });
+  }
+});
+
 describe('Conv VJP graph structure', () => {
-  function convGradGraph(xShape: (number | string)[], wrt: string[]) {
+  function convGradGraph(xShape: (number | string)[], wrt: string[], outChannels = 8) {
     const g = new Graph('conv');
     const b = new Builder(g);
     const x = g.addInput('x', 'float32', xShape);
-    const w = g.addInput('w', 'float32', [8, 3, 3, 3]);
-    const bias = g.addInput('bias', 'float32', [8]);
+    const w = g.addInput('w', 'float32', [outChannels, 3, 3, 3]);
+    const bias = g.addInput('bias', 'float32', [outChannels]);
     const y = b.op('Conv', [x, w, bias], { strides: [2, 2], pads: [1, 1, 1, 1] });
     const forwardNodes = g.nodes.length;
     const r = g.addInput('r', 'float32', g.shape(y));
@@ -117,14 +153,14 @@ describe('Conv VJP graph structure', () => {
     return { g, grads, forwardNodes };
   }
 
-  test('the weight gradient is im2col + MatMul, never a Conv over the batch', () => {
-    const { g, forwardNodes } = convGradGraph(['N', 3, 10, 10], ['w']);
+  test('few positions per output channel: the weight gradient is im2col over the batch + one MatMul, no Conv', () => {
+    const { g, forwardNodes } = convGradGraph(['N', 3, 10, 10], ['w'], 64);
     const backward = g.nodes.slice(forwardNodes);
     expect(backward.filter((n) => n.op === 'Conv' || n.op === 'ConvTranspose')).toEqual([]);
     const mm = backward.filter((n) => n.op === 'MatMul');
     expect(mm).toHaveLength(1);
     // One batched MatMul contracts over N*Ho*Wo: [G, Cout/G, N*P] x [G, N*P, Cin/G*kh*kw].
-    expect(g.shape(mm[0]!.inputs[0]!)).toEqual([1, 8, expect.anything()]);
+    expect(g.shape(mm[0]!.inputs[0]!)).toEqual([1, 64, expect.anything()]);
     expect(g.shape(mm[0]!.inputs[1]!)).toEqual([1, expect.anything(), 27]);
   });
 

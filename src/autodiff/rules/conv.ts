@@ -76,12 +76,14 @@ export interface ConvWindow {
 /**
  * Weight gradient of a (grouped) convolution that maps `src` [N, C, *S] to `dst` [N, M, *O] with window `win`:
  *   dW[m, c, *k] = sum over n, o of gdst[n, m, *o] * srcpad[n, g(m)*C/G + c, *(o*s + k*d)]
- * returned as [M, C/G, *kernel]. Two formulations, chosen by the number of output positions P:
- * - many positions (early, high-resolution layers): columns per image by a one-hot depthwise Conv and
- *   one GEMM per image contracting over P (columnsPerImage);
- * - few positions (deep layers): one GEMM over the whole batch, contracting over N*P (columnsOverBatch),
- *   because per-image GEMMs with a short inner dimension run far below the machine's peak.
- * bench/RESULTS.md has the measurements behind the threshold.
+ * returned as [M, C/G, *kernel]. Two formulations with the same GEMM work, and different overheads:
+ * - per image (columnsPerImage): one GEMM per image with inner dimension P (output positions), whose
+ *   [N, M, C*K] partial products are then summed: the extra traffic per FLOP grows like 1/P;
+ * - over the batch (columnsOverBatch): one GEMM with inner dimension N*P, after im2col copies of the
+ *   input: the extra traffic per FLOP grows like 1/M (output channels).
+ * So per image when P >= M / 2 (early, high-resolution layers and every layer of narrow networks), over
+ * the batch for deep layers with few positions and many channels. bench/conv_grad_formulations.mjs
+ * measures both per layer shape (bench/RESULTS.md): the crossover lies between P/M = 0.25 and 0.77.
  */
 export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
   const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
@@ -89,13 +91,13 @@ export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvW
   // End padding: exactly what the last window needs (rows no window reaches, when the forward's floor
   // skipped up to s-1 trailing ones, are simply not padded; both formulations still produce O positions).
   const padsEnd = S.map((n, i) => Math.max(0, strides[i]! * (O[i]! - 1) + (kernel[i]! - 1) * dilations[i]! + 1 - n - padsBegin[i]!));
-  const P = O.reduce((a, c) => a * c, 1);
-  if (group === 1 && P > PER_IMAGE_MIN_POSITIONS) return columnsPerImage(b, src, gdst, win, padsEnd);
+  const P = O.reduce((a, c) => a * c, 1), M = staticDim(b, gdst, 1);
+  if (group === 1 && P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M) return columnsPerImage(b, src, gdst, win, padsEnd);
   return columnsOverBatch(b, src, gdst, win, group, padsEnd);
 }
 
-/** Output positions above which the per-image formulation of the weight gradient is the faster one. */
-export const PER_IMAGE_MIN_POSITIONS = 256;
+/** Output positions per output channel from which the per-image weight gradient is the faster one. */
+export const PER_IMAGE_MIN_POSITIONS_PER_CHANNEL = 0.5;
 
 /**
  * Per-image columns: a depthwise Conv whose constant one-hot kernels copy each window element to its own
@@ -103,7 +105,7 @@ export const PER_IMAGE_MIN_POSITIONS = 256;
  * convolution kernel. One batched MatMul [N, M, P] x [N, P, C*K] (the transpose folds into the GEMM)
  * and a sum over N give dW.
  */
-function columnsPerImage(b: Builder, src: string, gdst: string, win: ConvWindow, padsEnd: number[]): string {
+export function columnsPerImage(b: Builder, src: string, gdst: string, win: ConvWindow, padsEnd: number[]): string {
   const { kernel, strides, dilations, padsBegin } = win;
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
   const K = kernel.reduce((a, c) => a * c, 1), P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1);
@@ -125,7 +127,7 @@ function columnsPerImage(b: Builder, src: string, gdst: string, win: ConvWindow,
  * The columns enter that MatMul through Transpose(perm [0, 2, 1]), which ONNX Runtime folds into the
  * GEMM (MatMul+Transpose fusion) instead of copying them. The batch enters only through -1 in Reshape targets.
  */
-function columnsOverBatch(b: Builder, src: string, gdst: string, win: ConvWindow, group: number, padsEnd: number[]): string {
+export function columnsOverBatch(b: Builder, src: string, gdst: string, win: ConvWindow, group: number, padsEnd: number[]): string {
   const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
   const r = S.length;
