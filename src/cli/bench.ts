@@ -158,7 +158,7 @@ export const benchCommand: CommandModule = {
     const report = {
       arch: cfg.model.arch, width: cfg.model.width ?? null, activation: activationName(cfg.model.activation),
       input: rt.inputShape, batch: a.batch, evalBatch: a.evalBatch, threads, iters: a.iters, attackSteps: a.attackSteps,
-      stateBinding: rt.stateBinding, advrun, stateInputs: stateInputs ?? null, torch: torch ?? null,
+      stateBinding: rt.stateBinding, memArena: process.env.ADVRUN_MEM_ARENA === '1', advrun, stateInputs: stateInputs ?? null, torch: torch ?? null,
       ratio: torch ? Object.fromEntries(STEPS.map((k) => [k, advrun[k].imgPerSec / torch[k].imgPerSec])) : null,
       ratioStateInputs: torch && stateInputs ? { attack: stateInputs.attack.imgPerSec / torch.attack.imgPerSec, eval: stateInputs.eval.imgPerSec / torch.eval.imgPerSec } : null,
       forwardGflopPerImage: forwardFlops / 1e9, peakGflops, peakMatmulGflops: peak.matmulGflops, peakConvGflops: peak.convGflops,

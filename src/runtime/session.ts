@@ -18,6 +18,13 @@ export interface RuntimeOptions {
   threads?: number;
   /** Called once when `auto` picks a provider, so the choice is said, not silent. */
   log?: (msg: string) => void;
+  /**
+   * ONNX Runtime's CPU memory arena. Off by default: each run's buffers go back to the system allocator,
+   * which keeps a training process near its true peak (the arena grows in powers of two and never
+   * shrinks: 1.7x the memory on PreActResNet-18 width 64) at ~8 % of train-step time (bench/RESULTS.md).
+   * ADVRUN_MEM_ARENA=1 turns it on everywhere.
+   */
+  memArena?: boolean;
   /** Directory for ONNX Runtime's per-node profile traces (one per session); off when unset. */
   profileDir?: string;
 }
@@ -95,7 +102,7 @@ export class CompiledGraph {
         intraOpNumThreads: opts.threads ?? 0,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
-        ...(process.env.ADVRUN_ARENA === '0' ? { enableCpuMemArena: false } : {}),
+        enableCpuMemArena: opts.memArena ?? process.env.ADVRUN_MEM_ARENA === '1',
         ...(opts.profileDir ? { enableProfiling: true, profileFilePrefix: join(opts.profileDir, label) } : {}),
       });
     } catch (e) {
