@@ -17,7 +17,7 @@ import { camel, kebab } from '../train/config.js';
 type Kind = 'int' | 'number' | 'fraction' | 'string' | 'boolean' | 'any' | readonly string[];
 
 const TRAIN_KINDS: Record<string, Kind> = {
-  arch: 'string', width: 'int', depth: 'int', activation: 'string', dataset: 'string', dataDir: 'string', classes: 'string',
+  arch: 'string', width: 'int', depth: 'int', activation: 'string', dataset: 'string', dataDir: 'string', imageSize: 'int', inputResize: 'int', classes: 'string',
   valSplit: 'number', limit: 'int', augment: 'boolean', method: 'string', epochs: 'int', batchSize: 'int', lr: 'number',
   schedule: 'string', warmup: 'number', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', labelSmoothing: 'number',
   eps: 'fraction', alpha: 'fraction', steps: 'int', beta: 'number', valSteps: 'int', valLimit: 'int', seed: 'int', ep: ['cpu', 'cuda', 'webgpu', 'auto'],

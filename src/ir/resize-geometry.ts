@@ -63,7 +63,8 @@ export function resizeAxes(graph: Graph, node: Node, x: Shape): Pick<ResizeGeome
     const unchanged = sizes ? typeof d === 'number' && sizes[i] === d : scales![i] === 1;
     if (unchanged) { axes.push(undefined); outShape.push(d); return; }
     if (typeof d !== 'number') throw new Error(`Resize: axis ${i} is symbolic and cannot be resized`);
-    const outSize = sizes ? sizes[i]! : Math.floor(d * scales![i]!);
+    // From a scale, ONNX Runtime computes the size in float32 (scales are float tensors): mirror it.
+    const outSize = sizes ? sizes[i]! : Math.floor(Math.fround(d * scales![i]!));
     if (!(outSize >= 1)) throw new Error(`Resize: axis ${i} would have size ${outSize}`);
     axes.push({ inSize: d, outSize, scale: sizes ? outSize / d : scales![i]! });
     outShape.push(outSize);

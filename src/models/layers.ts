@@ -20,6 +20,19 @@ export interface ParamInfo {
 export const BN_EPS = 1e-5;
 export const BN_MOMENTUM = 0.1;
 
+/**
+ * A float32 scale s from which ONNX Runtime computes exactly `to` output pixels, floor(from * s): to/from
+ * itself when it qualifies (integer factors such as 32 -> 224), else the next float32 up. Checked on the
+ * exact product, so the float32 product ONNX Runtime forms (never below it, `to` being representable)
+ * gives the same size.
+ */
+export function resizeScale(from: number, to: number): number {
+  let s = Math.fround(to / from);
+  for (let i = 0; i < 4 && Math.floor(from * s) < to; i++) s = Math.fround(s * (1 + 2 ** -23));
+  if (Math.floor(from * s) !== to || Math.floor(Math.fround(from * s)) !== to) throw new Error(`no float32 scale resizes ${from} to exactly ${to}`);
+  return s;
+}
+
 export class ModelBuilder {
   readonly graph: Graph;
   readonly b: Builder;
@@ -75,6 +88,18 @@ export class ModelBuilder {
     const m = this.b.constant(makeTensor('float32', shape, mean));
     const s = this.b.constant(makeTensor('float32', shape, std));
     return this.b.div(this.b.sub(x, m), s);
+  }
+
+  /**
+   * Bilinear resize of square [N, C, from, from] images to [N, C, to, to], torch's
+   * F.interpolate(mode='bilinear', align_corners=False): ONNX Resize, linear, half_pixel. The batch is
+   * symbolic, so the target is given as scales [1, 1, s, s] (opset 17 has no axes attribute), with s the
+   * float32 nearest to to/from that ONNX Runtime turns back into exactly `to` pixels.
+   */
+  resizeInput(x: string, from: number, to: number): string {
+    if (from === to) return x;
+    const s = resizeScale(from, to);
+    return this.b.op('Resize', [x, '', this.b.constant(makeTensor('float32', [4], [1, 1, s, s]))], { mode: 'linear', coordinate_transformation_mode: 'half_pixel' });
   }
 
   conv(x: string, name: string, cin: number, cout: number, k: number, opts: { stride?: number; pad?: number; bias?: boolean; groups?: number } = {}): string {

@@ -20,6 +20,10 @@ export interface TrainConfig {
   activation: string;
   dataset: string;
   dataDir?: string;
+  /** folder: datasets: decode (resize, centre-crop) images to this square size (default 32). */
+  imageSize?: number;
+  /** Bilinear upsampling inside the model, as its first op (TWINS: CIFAR-10 to 224 for an ImageNet ResNet-50). */
+  inputResize?: number;
   classes?: string;
   /** Fraction (<1) or count of the training set held out for validation. */
   valSplit: number;
@@ -70,7 +74,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'eps' | 'alpha' | 'steps'> & Part
   lambda: 1, rho: 0.05, smoothBackward: 'none', smoothAlpha: 10, saveEvery: 0,
 };
 
-export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init'];
+export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'imageSize', 'inputResize', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init'];
 
 /** "8/255" or "0.1" -> number. */
 export function parseFraction(text: string | number, what: string): number {
@@ -134,5 +138,11 @@ export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | 
   if (!Number.isInteger(cfg.saveEvery) || cfg.saveEvery < 0) throw new UserError('--save-every must be a non-negative integer');
   if (!['piecewise', 'cosine', 'cyclic', 'constant'].includes(cfg.schedule)) throw new UserError(`unknown --schedule "${cfg.schedule}"; use piecewise, cosine, cyclic or constant`);
   if (cfg.labelSmoothing < 0 || cfg.labelSmoothing >= 1) throw new UserError('--label-smoothing must be in [0, 1)');
+  for (const k of ['imageSize', 'inputResize'] as const) {
+    const v = cfg[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > 4096)) throw new UserError(`--${kebab(k)} must be a whole number of pixels (1..4096), got ${v}`);
+  }
+  // Built-in datasets have one size; upsampling them is the model's job (--input-resize).
+  if (cfg.imageSize !== undefined && !cfg.dataset.startsWith('folder:')) throw new UserError(`--image-size sets the decoded size of folder: datasets; ${cfg.dataset} has a fixed size (use --input-resize to upsample inside the model)`);
   return cfg;
 }

@@ -83,11 +83,12 @@ function prepareRunDir(files: RunFiles, cfg: TrainConfig, resume: boolean): void
   }
 }
 
-export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation'>, ds: Dataset): ModelSpec {
+export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation' | 'inputResize'>, ds: Dataset): ModelSpec {
   if (ds.height !== ds.width) throw new UserError(`${ds.name}: images are ${ds.height}x${ds.width}; advrun's models need square inputs`);
   return {
     arch: cfg.arch, width: cfg.width, depth: cfg.depth, activation: parseActivation(cfg.activation),
     numClasses: ds.numClasses, inChannels: ds.channels, imageSize: ds.height, mean: ds.mean, std: ds.std,
+    ...(cfg.inputResize !== undefined ? { inputResize: cfg.inputResize } : {}),
   };
 }
 
@@ -175,9 +176,12 @@ export function fineTuneState(init: string, manifest: ArtifactsManifest, seed: n
   const fresh = initialState(manifest, seed);
   const pre = pretrainedState(init);
   const spec = manifest.config.model;
-  for (const k of ['arch', 'width', 'depth', 'inChannels', 'imageSize'] as const) {
+  for (const k of ['arch', 'width', 'depth', 'inChannels'] as const) {
     if (pre.spec && pre.spec[k] !== spec[k]) throw new UserError(`--init ${init} is a ${k} ${JSON.stringify(pre.spec[k])} model but this run builds ${k} ${JSON.stringify(spec[k])}`);
   }
+  // What the network body sees: a 224 ImageNet model fine-tunes on 32x32 images upsampled to 224 inside it.
+  const seen = (s: ModelSpec) => s.inputResize ?? s.imageSize;
+  if (pre.spec && seen(pre.spec) !== seen(spec)) throw new UserError(`--init ${init} was trained on ${seen(pre.spec)}x${seen(pre.spec)} inputs but this run feeds it ${seen(spec)}x${seen(spec)}; use --input-resize ${seen(pre.spec)}`);
   // The head is the module of the last parameter a single forward pass creates (fc.bias, linear.bias...).
   const last = buildModel(spec, { bnMode: 'eval', seed: 0 }).params.at(-1)!.name;
   const head = last.slice(0, last.lastIndexOf('.') + 1);
@@ -230,7 +234,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const files = runFiles(opts.out);
   prepareRunDir(files, cfg, !!opts.resume);
 
-  const dataOpts = { dataDir: cfg.dataDir, classes: cfg.classes, val: cfg.valSplit, seed: 0, log: (l: string) => reporter.log(l) };
+  const dataOpts = { dataDir: cfg.dataDir, imageSize: cfg.imageSize, classes: cfg.classes, val: cfg.valSplit, seed: 0, log: (l: string) => reporter.log(l) };
   const trainSet = await loadDataset(cfg.dataset, 'train', { ...dataOpts, limit: cfg.limit });
   const valSet = await loadDataset(cfg.dataset, 'val', dataOpts);
   reporter.log(`data: ${trainSet.name} from ${trainSet.source} (${trainSet.n} train, ${valSet.n} validation images)`);
