@@ -15,7 +15,14 @@ export interface ParamInfo {
   name: string;
   /** false for parameters excluded from weight decay (SAT's SmoothReLU scalar). */
   decay: boolean;
+  /**
+   * 'weight': a conv or linear weight; 'bias': their biases; 'norm': BN affine; 'other'. Recipes that
+   * decay "conv/FC weights only" (SAT's ImageNet recipe) select on it.
+   */
+  kind?: ParamKind;
 }
+
+export type ParamKind = 'weight' | 'bias' | 'norm' | 'other';
 
 export const BN_EPS = 1e-5;
 export const BN_MOMENTUM = 0.1;
@@ -60,13 +67,13 @@ export class ModelBuilder {
   }
 
   /** Create a parameter, or reuse it when a second forward pass over the same weights asks for it again. */
-  param(name: string, dims: number[], init: (rng: Rng, n: number) => number[] | Float32Array, decay = true): string {
+  param(name: string, dims: number[], init: (rng: Rng, n: number) => number[] | Float32Array, decay = true, kind: ParamKind = 'other'): string {
     const override = this.paramOverride.get(name);
     if (override) return override;
     if (this.graph.initializers.has(name)) return name;
     const values = init(this.rng, numel(dims));
     this.graph.addInitializer(name, makeTensor('float32', dims, values));
-    this.params.push({ name, decay });
+    this.params.push({ name, decay, kind });
     return name;
   }
 
@@ -105,9 +112,9 @@ export class ModelBuilder {
   conv(x: string, name: string, cin: number, cout: number, k: number, opts: { stride?: number; pad?: number; bias?: boolean; groups?: number } = {}): string {
     const groups = opts.groups ?? 1;
     const fanIn = (cin / groups) * k * k;
-    const w = this.param(`${name}.weight`, [cout, cin / groups, k, k], this.uniform(1 / Math.sqrt(fanIn)));
+    const w = this.param(`${name}.weight`, [cout, cin / groups, k, k], this.uniform(1 / Math.sqrt(fanIn)), true, 'weight');
     const inputs = [x, w];
-    if (opts.bias) inputs.push(this.param(`${name}.bias`, [cout], this.uniform(1 / Math.sqrt(fanIn))));
+    if (opts.bias) inputs.push(this.param(`${name}.bias`, [cout], this.uniform(1 / Math.sqrt(fanIn)), true, 'bias'));
     const s = opts.stride ?? 1, p = opts.pad ?? 0;
     return this.b.op('Conv', inputs, { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p], group: groups });
   }
@@ -115,8 +122,8 @@ export class ModelBuilder {
   /** nn.Linear: y = x W^T + b with W [out, in]. */
   linear(x: string, name: string, fin: number, fout: number): string {
     const bound = 1 / Math.sqrt(fin);
-    const w = this.param(`${name}.weight`, [fout, fin], this.uniform(bound));
-    const bias = this.param(`${name}.bias`, [fout], this.uniform(bound));
+    const w = this.param(`${name}.weight`, [fout, fin], this.uniform(bound), true, 'weight');
+    const bias = this.param(`${name}.bias`, [fout], this.uniform(bound), true, 'bias');
     return this.b.op('Gemm', [x, w, bias], { transB: 1 });
   }
 
@@ -130,8 +137,8 @@ export class ModelBuilder {
   batchNorm(x: string, bnName: string, c: number, mode: BnMode = this.bnMode): string {
     const frozen = this.wing === 'frozen';
     const name = frozen ? `frozen.${bnName}` : bnName;
-    const scale = this.param(`${name}.weight`, [c], (_, n) => new Float32Array(n).fill(1));
-    const bias = this.param(`${name}.bias`, [c], (_, n) => new Float32Array(n));
+    const scale = this.param(`${name}.weight`, [c], (_, n) => new Float32Array(n).fill(1), true, 'norm');
+    const bias = this.param(`${name}.bias`, [c], (_, n) => new Float32Array(n), true, 'norm');
     const rm = this.buffer(`${name}.running_mean`, [c], 0);
     const rv = this.buffer(`${name}.running_var`, [c], 1);
     return this.batchNormWith(x, { scale, bias, rm, rv }, frozen ? 'eval' : mode);

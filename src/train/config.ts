@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { closest } from 'fastest-levenshtein';
 import YAML from 'yaml';
 import { UserError } from '../util/errors.js';
+import { DECAY_SCOPES, type DecayScope } from './optimizer.js';
 import type { ScheduleKind } from './schedule.js';
 
 export const METHODS = ['standard', 'pgd-at', 'trades', 'fgsm-rs', 'sam', 'ft-at', 'ft-trades', 'twins-at', 'twins-trades'] as const;
@@ -35,10 +36,15 @@ export interface TrainConfig {
   batchSize: number;
   lr: number;
   schedule: ScheduleKind;
+  /** Piecewise schedule: epochs at which the learning rate is multiplied by 0.1 (default: 50% and 75% of training). */
+  milestones?: number[];
+  /** Linear warm-up from 0 over this many epochs. */
   warmup: number;
   momentum: number;
   nesterov: boolean;
   weightDecay: number;
+  /** Conv/linear 'weights' only (no BN affine, no biases); unset: every parameter (PyTorch's default). */
+  weightDecayScope?: Exclude<DecayScope, 'all'>;
   labelSmoothing: number;
   /** Training attack budget (L-inf, pixels). */
   eps: number;
@@ -46,6 +52,8 @@ export interface TrainConfig {
   alpha: number;
   /** Training attack steps. */
   steps: number;
+  /** Probability (< 1) that a training-attack example gets the random start (else it starts at x); SAT: 0.8. Unset: always. */
+  randomStartProb?: number;
   /** TRADES' beta. */
   beta: number;
   /** Validation: PGD steps and examples evaluated each epoch. */
@@ -74,7 +82,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'eps' | 'alpha' | 'steps'> & Part
   lambda: 1, rho: 0.05, smoothBackward: 'none', smoothAlpha: 10, saveEvery: 0,
 };
 
-export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'imageSize', 'inputResize', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init'];
+export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'imageSize', 'inputResize', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init', 'milestones', 'weightDecayScope', 'randomStartProb'];
 
 /** "8/255" or "0.1" -> number. */
 export function parseFraction(text: string | number, what: string): number {
@@ -114,9 +122,17 @@ export function readConfigFile(path: string, validKeys: readonly string[]): Reco
   return out;
 }
 
+/** "30,60,90" (command line, grid specs) or [30, 60, 90] (config files) -> sorted epochs, validated. */
+export function parseMilestones(v: string | number | number[], epochs: number): number[] {
+  const list = Array.isArray(v) ? v : String(v).split(',').map((s) => Number(s.trim()));
+  if (list.some((m) => !Number.isFinite(m) || m <= 0 || m >= epochs)) throw new UserError(`--milestones ${String(v)}: each must be an epoch strictly between 0 and --epochs ${epochs}`);
+  if (list.some((m, i) => i > 0 && m <= list[i - 1]!)) throw new UserError(`--milestones ${String(v)}: epochs must increase`);
+  return list.map(Number);
+}
+
 /** Defaults that depend on the method (the papers' settings, scaled to the eps given). */
-export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | string; alpha?: number | string }): TrainConfig {
-  const c = { ...TRAIN_DEFAULTS, ...raw } as TrainConfig & { eps?: number | string; alpha?: number | string };
+export function resolveTrainConfig(raw: Partial<Omit<TrainConfig, 'milestones'>> & { eps?: number | string; alpha?: number | string; milestones?: string | number | number[] }): TrainConfig {
+  const c = { ...TRAIN_DEFAULTS, ...raw } as Omit<TrainConfig, 'milestones'> & { eps?: number | string; alpha?: number | string; milestones?: string | number | number[] };
   if (!METHODS.includes(c.method)) throw new UserError(`unknown method "${c.method}"; use one of ${METHODS.join(', ')}`);
   const clean = c.method === 'standard' || c.method === 'sam';
   const eps = c.eps === undefined ? (clean ? 0 : 0.1) : parseFraction(c.eps, 'eps');
@@ -125,7 +141,12 @@ export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | 
   // PGD-AT: eps/4 (2/255 at 8/255); TRADES: 0.007 at 0.031 (~eps/4.4); FGSM-RS: 1.25 eps.
   const alphaDefault = c.method === 'fgsm-rs' ? 1.25 * eps : c.method === 'trades' || c.method === 'ft-trades' ? (eps * 0.007) / 0.031 : eps / 4;
   const alpha = c.alpha === undefined ? alphaDefault : parseFraction(c.alpha, 'alpha');
-  const cfg: TrainConfig = { ...c, eps, alpha, steps };
+  const { milestones: rawMilestones, ...rest } = c;
+  const cfg: TrainConfig = { ...rest, eps, alpha, steps };
+  if (rawMilestones !== undefined) {
+    if (cfg.schedule !== 'piecewise') throw new UserError(`--milestones applies to --schedule piecewise, not ${cfg.schedule}`);
+    cfg.milestones = parseMilestones(rawMilestones, cfg.epochs);
+  }
   const positiveInts: (keyof TrainConfig)[] = ['epochs', 'batchSize', 'steps', 'valLimit'];
   for (const k of positiveInts) if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1) throw new UserError(`--${kebab(k)} must be a positive integer, got ${cfg[k]}`);
   if (!(cfg.lr > 0)) throw new UserError(`--lr must be positive, got ${cfg.lr}`);
@@ -138,6 +159,15 @@ export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | 
   if (!Number.isInteger(cfg.saveEvery) || cfg.saveEvery < 0) throw new UserError('--save-every must be a non-negative integer');
   if (!['piecewise', 'cosine', 'cyclic', 'constant'].includes(cfg.schedule)) throw new UserError(`unknown --schedule "${cfg.schedule}"; use piecewise, cosine, cyclic or constant`);
   if (cfg.labelSmoothing < 0 || cfg.labelSmoothing >= 1) throw new UserError('--label-smoothing must be in [0, 1)');
+  // The defaults are stored as "unset", so a run's id (a hash of its config) is the same however it is spelled
+  // and did not change when these options were added.
+  const scope = cfg.weightDecayScope as DecayScope | undefined;
+  if (scope !== undefined && !DECAY_SCOPES.includes(scope)) throw new UserError(`--weight-decay-scope must be one of ${DECAY_SCOPES.join(', ')}, got ${scope}`);
+  if (scope === 'all') delete cfg.weightDecayScope;
+  const prob = cfg.randomStartProb;
+  if (prob !== undefined && !(prob >= 0 && prob <= 1)) throw new UserError(`--random-start-prob must be in [0, 1], got ${prob}`);
+  if (prob === 1) delete cfg.randomStartProb;
+  if (!(cfg.warmup >= 0 && cfg.warmup < cfg.epochs)) throw new UserError(`--warmup must be at least 0 and below --epochs ${cfg.epochs}, got ${cfg.warmup}`);
   for (const k of ['imageSize', 'inputResize'] as const) {
     const v = cfg[k];
     if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > 4096)) throw new UserError(`--${kebab(k)} must be a whole number of pixels (1..4096), got ${v}`);

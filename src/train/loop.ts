@@ -22,6 +22,7 @@ import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
 import { ensureArtifacts, type ArtifactConfig, type Manifest as ArtifactsManifest } from './artifacts.js';
+import type { SgdConfig } from './optimizer.js';
 import type { Method, TrainConfig } from './config.js';
 import type { Tensor } from '../ir/tensor.js';
 import { initialState, ModelRuntime } from './runtime.js';
@@ -92,6 +93,11 @@ export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' |
   };
 }
 
+/** The run's SGD settings; the decay scope is recorded only when it is not the default (artifact keys stay put). */
+function sgdConfigFor(cfg: TrainConfig): SgdConfig {
+  return { kind: 'sgd', momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay, ...(cfg.weightDecayScope ? { decayScope: cfg.weightDecayScope } : {}) };
+}
+
 export function artifactConfigFor(cfg: TrainConfig, model: ModelSpec): ArtifactConfig {
   const ls = cfg.labelSmoothing;
   const loss: LossConfig =
@@ -102,7 +108,7 @@ export function artifactConfigFor(cfg: TrainConfig, model: ModelSpec): ArtifactC
   const sb = cfg.smoothBackward;
   return {
     model, loss,
-    optimizer: { kind: 'sgd', momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay },
+    optimizer: sgdConfigFor(cfg),
     ...(cfg.method === 'sam' ? { samRho: cfg.rho } : {}),
     ...(sb !== 'none' ? { smoothBackward: { alpha: cfg.smoothAlpha, attacker: sb === 'attacker' || sb === 'both', optimizer: sb === 'optimizer' || sb === 'both' } } : {}),
   };
@@ -113,7 +119,7 @@ const TAKES_CLEAN_AND_ADV = new Set<Method>(['trades', 'ft-trades', 'twins-trade
 
 /** The attack used to make training examples, seeded per batch (eval-mode BN, as recorded in result.json). */
 function trainingAttack(cfg: TrainConfig, seed: number): Attack | undefined {
-  const pgd = (loss: 'ce' | 'kl') => new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, loss, seed });
+  const pgd = (loss: 'ce' | 'kl') => new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, randomStartProb: cfg.randomStartProb, loss, seed });
   switch (cfg.method) {
     case 'standard': case 'sam': return undefined;
     case 'fgsm-rs': return new FgsmRs({ eps: cfg.eps, norm: 'linf', stepSize: cfg.alpha, seed });
@@ -141,7 +147,7 @@ async function importForFineTuning(cfg: TrainConfig, ds: Dataset, graphsDir: str
   if (sp.inChannels !== ds.channels || sp.imageSize !== ds.height || sp.numClasses !== ds.numClasses) {
     throw new UserError(`--init ${cfg.init} takes ${sp.inChannels}x${sp.imageSize}x${sp.imageSize} images and ${sp.numClasses} classes but ${ds.name} has ${ds.channels}x${ds.height}x${ds.width} and ${ds.numClasses}`);
   }
-  const train = { labelSmoothing: cfg.labelSmoothing, optimizer: { kind: 'sgd' as const, momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay } };
+  const train = { labelSmoothing: cfg.labelSmoothing, optimizer: sgdConfigFor(cfg) };
   // Recorded in the checkpoints: advrun eval/export rebuild the model from this ONNX file (see openModel).
   const onnx: ImportedCheckpointSource = { file: resolve(cfg.init!), sha256: im.sha256 };
   return { spec: sp, artifacts: ensureImportedArtifacts(im, graphsDir, { train }), state: importedState(im), onnx };
@@ -263,7 +269,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   writeFileAtomic(files.config, JSON.stringify({ train: cfg, model: spec, artifacts: artifacts.manifest.key, ...provenance() }, null, 2));
   writeFileAtomic(files.metrics, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
 
-  const schedule = { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, warmup: cfg.warmup };
+  const schedule = { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, warmup: cfg.warmup, milestones: cfg.milestones?.map((m) => m / cfg.epochs) };
   const nb = numBatches(trainSet.n, cfg.batchSize, false);
   const augment = cfg.augment ? defaultAugment(trainSet) : false;
   const k = spec.numClasses;
@@ -316,7 +322,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const last = metrics[metrics.length - 1]!;
   writeFileAtomic(files.result, JSON.stringify({
     kind: 'train', method: cfg.method, dataset: cfg.dataset, arch: cfg.arch, activation: cfg.activation,
-    epochs: cfg.epochs, seed: cfg.seed, attack: cfg.eps === 0 ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, bn_mode: 'eval', smooth_backward: cfg.smoothBackward },
+    epochs: cfg.epochs, seed: cfg.seed, attack: cfg.eps === 0 ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, random_start_prob: cfg.randomStartProb ?? 1, bn_mode: 'eval', smooth_backward: cfg.smoothBackward },
     method_settings: methodSettings(cfg),
     final: { val_clean_acc: last.val_clean_acc, val_robust_acc: last.val_robust_acc, val_attack: { name: 'pgd', steps: cfg.valSteps, eps: cfg.eps, n: Math.min(cfg.valLimit, valSet.n) } },
     best_epoch: best.epoch, checkpoint: files.checkpoint, best_checkpoint: files.best, train_seconds: seconds, ...provenance(),
