@@ -15,7 +15,7 @@ import { readForeignState } from '../interop/state-dict.js';
 import { importedState, importOnnxFile } from '../interop/onnx-import.js';
 import { ensureImportedArtifacts } from '../interop/imported-artifacts.js';
 import type { ImportedCheckpointSource } from '../interop/load.js';
-import { batches, defaultAugment, loadDataset, numBatches, type Dataset } from '../data/index.js';
+import { defaultAugment, loadDataset, numBatches, readRange, streamBatches, type Dataset } from '../data/index.js';
 import { deriveSeed } from '../data/seeds.js';
 import { buildModel, parseActivation, type ModelSpec } from '../models/index.js';
 import { UserError } from '../util/errors.js';
@@ -217,10 +217,9 @@ export async function validate(model: AttackModel, ds: Dataset, cfg: TrainConfig
   const n = Math.min(cfg.valLimit, ds.n);
   let clean = 0, robust = 0;
   const attack = cfg.eps > 0 ? new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.valSteps, randomStart: true, seed: cfg.seed }) : undefined;
-  const per = ds.channels * ds.height * ds.width;
   for (let s = 0; s < n; s += cfg.batchSize) {
     const m = Math.min(cfg.batchSize, n - s);
-    const x = ds.images.subarray(s * per, (s + m) * per);
+    const x = await readRange(ds, s, m);
     const y = ds.labels.subarray(s, s + m);
     clean += accuracy(await model.logits(x, m), y, ds.numClasses);
     if (attack) robust += (await attack.run(model, x, y, m)).robust.reduce((a, v) => a + v, 0);
@@ -281,7 +280,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
       const te = Date.now();
       let lossSum = 0, correct = 0, seen = 0, lr = 0;
       const attacker = rt.trainingAttacker();
-      for (const batch of batches(trainSet, { batchSize: cfg.batchSize, seed: cfg.seed, epoch, augment })) {
+      for await (const batch of streamBatches(trainSet, { batchSize: cfg.batchSize, seed: cfg.seed, epoch, augment })) {
         if (twins && batch.n % 2 === 1) {
           if (epoch === startEpoch) reporter.log(`TWINS: dropping the last batch of each epoch (${batch.n} images, odd)`);
           continue;
