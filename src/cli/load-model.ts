@@ -17,7 +17,7 @@ export interface DatasetChoice {
   /** Class subset (default: the checkpoint's). */
   classes?: string;
   split: Split;
-  /** Held-out fraction or count for split 'val' and for the train part of split 'train' (default: 0.1 for 'val', none for 'train'). */
+  /** Held-out fraction or count for split 'val' and for the train part of split 'train' (default for 'val': the checkpoint's --val-split, else 0.1; none for 'train'). */
   val?: number;
   limit?: number;
   /** folder: datasets: decoded size (default: the model's input size). */
@@ -44,7 +44,8 @@ export async function datasetForModel(path: string, o: DatasetChoice): Promise<D
   const dataset = o.dataset ?? (extra.dataset as string | undefined);
   if (!dataset) throw new UserError(`${path} does not record its dataset; pass --dataset`);
   const classes = o.classes ?? (extra.classes as string | null) ?? undefined;
-  const val = o.val ?? (o.split === 'val' ? 0.1 : undefined);
+  // Split 'val' is the hold-out the checkpoint's run validated on (it records the fraction or count).
+  const val = o.val ?? (o.split === 'val' ? ((extra.valSplit as number | undefined) ?? 0.1) : undefined);
   // Image folders are decoded at the size the model takes (a checkpoint records it).
   const imageSize = o.imageSize ?? meta?.model?.imageSize;
   return loadDataset(dataset, o.split, { dataDir: o.dataDir, classes, val, limit: o.limit, ...(dataset.startsWith('folder:') && imageSize ? { imageSize } : {}) });
