@@ -483,8 +483,15 @@ function rfnSurrogates(trainBase: Flat, rhos: number[], seeds: number[]): Flat {
   };
 }
 
+/**
+ * Only the listed targets. A grid without axes also holds its base run, which here would train the seed-0
+ * SGD surrogate's exact network again, and a copy of a surrogate is no independent target: exclude it.
+ */
 function rfnTargets(trainBase: Flat, targets: Flat[]): Flat {
-  return { base: trainBase, axes: {}, include: targets, eval: null, table: { rows: ['arch', 'width', 'depth', 'activation', 'seed'], columns: [], metric: ['val_clean_acc'], over: [] } };
+  return {
+    base: { ...trainBase, seed: 0 }, axes: {}, exclude: [{ seed: 0 }], include: targets,
+    eval: null, table: { rows: ['arch', 'width', 'depth', 'activation', 'seed'], columns: [], metric: ['val_clean_acc'], over: [] },
+  };
 }
 
 function planRfn(o: ReproduceOptions): ReproductionPlan {
