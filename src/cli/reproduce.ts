@@ -6,16 +6,16 @@ import { UserError } from '../util/errors.js';
 import { quiet } from './progress.js';
 
 const EPILOG = `Presets:
-  smoke  about a minute; tiny runs that check the pipeline (numbers meaningless)
-  cpu    a whole table in about an hour on 2 cores (Fashion-MNIST, small CNN, 3 seeds)
-  paper  the paper's own configuration, for GPU machines (--ep cuda; hours to days):
-         twins  robust ImageNet ResNet-50 (--checkpoint) fine-tuned on CIFAR-10 upsampled to 224,
-                lr 0.003, 60 epochs (x0.1 at 30, 50), batch 128, wd 1e-5, PGD-10 8/255
-         sat    ResNet-50 on ImageNet (--data-dir with train/ and val/), PGD-1 4/255, label smoothing,
-                Nesterov, lr 0.1 x B/256 with warm-up, 100 epochs, wd on conv/FC weights; PGD-200 eval
-         rfn    ResNet-50 surrogates on ImageNet (--data-dir): SGD with snapshots, SAM, l-SAM;
-                independently trained ResNet-50 targets; BIM 50 steps at 4/255
-Use --dry-run to write every run's configuration to DIR/plan.json without running anything.`;
+  smoke  about a minute: tiny runs that check the pipeline (numbers meaningless)
+  cpu    a whole table in about an hour on 2 cores (Fashion-MNIST, small CNN)
+  paper  the paper's own configuration, for GPU machines (--ep cuda):
+    twins  robust ImageNet ResNet-50 (--checkpoint) fine-tuned on CIFAR-10
+           upsampled to 224; lr 0.003, 60 epochs, batch 128, PGD-10 8/255
+    sat    ResNet-50 on ImageNet (--data-dir with train/, val/); PGD-1 4/255,
+           label smoothing, Nesterov, lr 0.1 x B/256, 100 epochs; PGD-200 eval
+    rfn    ResNet-50 surrogates on ImageNet (--data-dir): SGD snapshots, SAM,
+           l-SAM; independent ResNet-50 targets; BIM 50 steps at 4/255
+--dry-run writes every run's configuration to DIR/plan.json, runs nothing.`;
 
 function seedList(text: unknown): number[] | undefined {
   if (text === undefined) return undefined;
