@@ -21,6 +21,8 @@ function options(y: Argv) {
     .option('data-dir', { type: 'string', describe: 'directory holding the dataset files' })
     .option('image-size', { type: 'number', describe: 'folder: datasets: decode images to this square size (default 32)' })
     .option('input-resize', { type: 'number', describe: 'bilinearly upsample the input to this size inside the model (e.g. 224 for an ImageNet ResNet-50 on CIFAR)' })
+    .option('mean', { type: 'string', describe: "the model's per-channel normalisation mean, comma-separated (default: the dataset's)" })
+    .option('std', { type: 'string', describe: "the model's per-channel normalisation std (default: the dataset's)" })
     .option('classes', { type: 'string', describe: 'class subset, e.g. 0-4 or 5,7,9' })
     .option('val-split', { type: 'number', describe: 'fraction (or count) of the training set held out for validation (0.1)' })
     .option('limit', { type: 'number', describe: 'use only this many training examples' })

@@ -18,7 +18,7 @@ import { camel, kebab } from '../train/config.js';
 type Kind = 'int' | 'number' | 'fraction' | 'string' | 'boolean' | 'any' | readonly string[];
 
 const TRAIN_KINDS: Record<string, Kind> = {
-  arch: 'string', width: 'int', depth: 'int', activation: 'string', dataset: 'string', dataDir: 'string', imageSize: 'int', inputResize: 'int', classes: 'string',
+  arch: 'string', width: 'int', depth: 'int', activation: 'string', dataset: 'string', dataDir: 'string', imageSize: 'int', inputResize: 'int', mean: 'string', std: 'string', classes: 'string',
   valSplit: 'number', limit: 'int', augment: 'boolean', method: 'string', epochs: 'int', batchSize: 'int', lr: 'number',
   schedule: 'string', milestones: 'string', warmup: 'number', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', weightDecayScope: [...DECAY_SCOPES], labelSmoothing: 'number',
   eps: 'fraction', alpha: 'fraction', steps: 'int', randomStartProb: 'number', beta: 'number', valSteps: 'int', valLimit: 'int', seed: 'int', ep: ['cpu', 'cuda', 'webgpu', 'auto'],

@@ -159,6 +159,12 @@ const RFN_PAPER = {
   eps: '4/255', steps: 50, n: 5000, valN: 1000, sharpN: 1000, iters: 20, samples: 20,
 };
 
+/**
+ * ImageNet's normalisation constants, inside the model: what the robust ImageNet checkpoints were trained
+ * with (TWINS' code keeps them for CIFAR-10) and torchvision's convention for ImageNet models.
+ */
+const IMAGENET_NORM = { mean: '0.485,0.456,0.406', std: '0.229,0.224,0.225' };
+
 /** 0.1 x B/256 (Goyal et al.'s linear scaling, which SAT and torchvision's recipe use). */
 const imagenetLr = (batchSize: number) => (0.1 * batchSize) / 256;
 
@@ -299,13 +305,13 @@ function planSat(o: ReproduceOptions): ReproductionPlan {
   }
   const p = SAT_PAPER, dirs = imagenetDirs('sat', o), batch = batchOf(o, p.batchSize), seeds = seedsOf(o, p.seeds);
   const trainBase: Flat = {
-    dataset: `folder:${dirs.train}`, 'image-size': p.imageSize, arch: 'resnet50', method: 'pgd-at', eps: p.eps, alpha: p.alpha, steps: p.steps,
+    dataset: `folder:${dirs.train}`, 'image-size': p.imageSize, ...IMAGENET_NORM, arch: 'resnet50', method: 'pgd-at', eps: p.eps, alpha: p.alpha, steps: p.steps,
     'random-start-prob': p.randomStartProb, 'label-smoothing': p.labelSmoothing, momentum: p.momentum, nesterov: true, lr: imagenetLr(batch),
     'batch-size': batch, warmup: p.warmup, epochs: p.epochs, schedule: 'piecewise', milestones: p.milestones, 'weight-decay': p.weightDecay,
     'weight-decay-scope': 'weights', 'val-split': p.valSplit, 'val-limit': 1000, 'val-steps': 10, ...epOf(o),
   };
   const evalSpec: Flat = { dataset: `folder:${dirs.val}`, split: 'test', attack: 'pgd', eps: p.eps, steps: p.evalSteps, 'step-size': p.evalStepSize, 'batch-size': Math.min(batch, 128) };
-  const note = `Our setting: the paper's. ResNet-50 on ImageNet (${dirs.train}, images resized to cover and centre-cropped to 224), PGD-1 training attack (eps 4/255, step 4/255, random start with probability 0.8, BN in eval mode), adversarial images only, label smoothing 0.1, SGD Nesterov momentum 0.9, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)} with a 5-epoch linear warm-up from 0, x0.1 at epochs 30, 60 and 90 of 100, weight decay 1e-4 on conv/FC weights only; evaluated with PGD-200 (eps 4/255, step 1/255) on the whole val folder (${dirs.val}); seeds ${seeds.join(', ')}. Differences from the paper: augmentation is advrun's random crop (4-pixel padding) and flip, not RandomResizedCrop; ${p.valSplit} training images are held out for per-epoch validation.`;
+  const note = `Our setting: the paper's. ResNet-50 on ImageNet (${dirs.train}, images resized to cover and centre-cropped to 224, ImageNet's mean/std inside the model), PGD-1 training attack (eps 4/255, step 4/255, random start with probability 0.8, BN in eval mode), adversarial images only, label smoothing 0.1, SGD Nesterov momentum 0.9, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)} with a 5-epoch linear warm-up from 0, x0.1 at epochs 30, 60 and 90 of 100, weight decay 1e-4 on conv/FC weights only; evaluated with PGD-200 (eps 4/255, step 1/255) on the whole val folder (${dirs.val}); seeds ${seeds.join(', ')}. Differences from the paper: augmentation is advrun's random crop (4-pixel padding) and flip, not RandomResizedCrop; ${p.valSplit} training images are held out for per-epoch validation.`;
   return { paper: 'sat', preset: 'paper', stages: [planStage('sat', satGrid(trainBase, evalSpec, seeds), o)], after: [], note };
 }
 
@@ -365,12 +371,12 @@ function planTwins(o: ReproduceOptions): ReproductionPlan {
   if (o.dataDir !== undefined && !isDir(o.dataDir)) throw new UserError(`reproduce twins --preset paper: --data-dir ${o.dataDir} is not a directory (it should hold the CIFAR-10 files; omit it to download them)`);
   const data: Flat = o.dataDir ? { 'data-dir': resolve(o.dataDir) } : {};
   const trainBase: Flat = {
-    dataset: 'cifar10', ...data, arch: 'resnet50', 'input-resize': p.inputResize, init, lr: p.lr, epochs: p.epochs, schedule: 'piecewise',
+    dataset: 'cifar10', ...data, arch: 'resnet50', 'input-resize': p.inputResize, ...IMAGENET_NORM, init, lr: p.lr, epochs: p.epochs, schedule: 'piecewise',
     milestones: p.milestones, 'batch-size': batch, momentum: p.momentum, 'weight-decay': p.weightDecay, eps: p.eps, alpha: p.alpha, steps: p.steps,
     lambda: p.lambda, 'val-split': p.valSplit, 'val-limit': 1000, 'val-steps': 10, ...epOf(o),
   };
   const evalSpec: Flat = { ...data, attack: 'pgd', eps: p.eps, steps: p.steps, 'step-size': p.alpha, 'batch-size': Math.min(batch, 128) };
-  const note = `Our setting: the paper's. The robust ImageNet ResNet-50 ${init} fine-tuned on CIFAR-10 (32x32, upsampled bilinearly to 224 inside the model) with a new 10-way head: SGD momentum 0.9, lr 0.003, x0.1 at epochs 30 and 50 of 60, batch ${batch}, weight decay 1e-5, PGD-10 (eps 8/255, step 2/255) training examples, lambda 1; evaluated with PGD-10 (eps 8/255, step 2/255) on the 10000 CIFAR-10 test images; seeds ${seeds.join(', ')}. Differences from the paper: ${p.valSplit} training images are held out for per-epoch validation. The paper's table values were not retrievable; its claim is qualitative.`;
+  const note = `Our setting: the paper's. The robust ImageNet ResNet-50 ${init} fine-tuned on CIFAR-10 (32x32, upsampled bilinearly to 224 and normalised with ImageNet's mean/std inside the model, as the official code does; random crop and flip) with a new 10-way head: SGD momentum 0.9, lr 0.003, x0.1 at epochs 30 and 50 of 60, batch ${batch}, weight decay 1e-5, PGD-10 (eps 8/255, step 2/255) training examples, lambda 1; evaluated with PGD-10 (eps 8/255, step 2/255) on the 10000 CIFAR-10 test images; seeds ${seeds.join(', ')}. Differences from the paper: ${p.valSplit} training images are held out for per-epoch validation. The paper's table values were not retrievable; its claim is qualitative.`;
   return { paper: 'twins', preset: 'paper', stages: [planStage('twins', twinsGrid(trainBase, evalSpec, seeds), o)], after: [], note };
 }
 
@@ -514,7 +520,7 @@ function planRfn(o: ReproduceOptions): ReproductionPlan {
   }
   const p = RFN_PAPER, dirs = imagenetDirs('rfn', o), batch = batchOf(o, p.batchSize), seeds = seedsOf(o, p.seeds);
   const trainBase: Flat = {
-    dataset: `folder:${dirs.train}`, 'image-size': p.imageSize, arch: 'resnet50', method: 'standard', eps: 0, lr: imagenetLr(batch), 'batch-size': batch,
+    dataset: `folder:${dirs.train}`, 'image-size': p.imageSize, ...IMAGENET_NORM, arch: 'resnet50', method: 'standard', eps: 0, lr: imagenetLr(batch), 'batch-size': batch,
     momentum: p.momentum, 'weight-decay': p.weightDecay, epochs: p.epochs, schedule: 'piecewise', milestones: p.milestones, 'val-split': p.valSplit, 'val-limit': 1000, ...epOf(o),
   };
   const sur = planStage('rfn-surrogates', rfnSurrogates({ ...trainBase, 'save-every': p.saveEvery }, p.rhos, seeds), o);

@@ -25,6 +25,12 @@ export interface TrainConfig {
   imageSize?: number;
   /** Bilinear upsampling inside the model, as its first op (TWINS: CIFAR-10 to 224 for an ImageNet ResNet-50). */
   inputResize?: number;
+  /**
+   * The model's normalisation constants, per channel (default: the dataset's). An ImageNet checkpoint keeps
+   * ImageNet's when fine-tuned on CIFAR-10, as TWINS' code does.
+   */
+  mean?: number[];
+  std?: number[];
   classes?: string;
   /** Fraction (<1) or count of the training set held out for validation. */
   valSplit: number;
@@ -82,7 +88,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'eps' | 'alpha' | 'steps'> & Part
   lambda: 1, rho: 0.05, smoothBackward: 'none', smoothAlpha: 10, saveEvery: 0,
 };
 
-export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'imageSize', 'inputResize', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init', 'milestones', 'weightDecayScope', 'randomStartProb'];
+export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'imageSize', 'inputResize', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init', 'milestones', 'weightDecayScope', 'randomStartProb', 'mean', 'std'];
 
 /** "8/255" or "0.1" -> number. */
 export function parseFraction(text: string | number, what: string): number {
@@ -130,9 +136,19 @@ export function parseMilestones(v: string | number | number[], epochs: number): 
   return list.map(Number);
 }
 
+/** "0.485,0.456,0.406" (command line, grid specs) or [0.485, 0.456, 0.406] (config files) -> numbers. */
+export function parseNumberList(v: string | number | number[], what: string): number[] {
+  const list = Array.isArray(v) ? v.map(Number) : String(v).split(',').map((s) => Number(s.trim()));
+  if (list.length === 0 || list.some((x) => !Number.isFinite(x))) throw new UserError(`--${what} "${String(v)}" is not a comma-separated list of numbers`);
+  return list;
+}
+
+type ListKeys = 'milestones' | 'mean' | 'std';
+type RawTrainConfig = Partial<Omit<TrainConfig, ListKeys>> & { eps?: number | string; alpha?: number | string } & { [K in ListKeys]?: string | number | number[] };
+
 /** Defaults that depend on the method (the papers' settings, scaled to the eps given). */
-export function resolveTrainConfig(raw: Partial<Omit<TrainConfig, 'milestones'>> & { eps?: number | string; alpha?: number | string; milestones?: string | number | number[] }): TrainConfig {
-  const c = { ...TRAIN_DEFAULTS, ...raw } as Omit<TrainConfig, 'milestones'> & { eps?: number | string; alpha?: number | string; milestones?: string | number | number[] };
+export function resolveTrainConfig(raw: RawTrainConfig): TrainConfig {
+  const c = { ...TRAIN_DEFAULTS, ...raw } as Omit<TrainConfig, ListKeys | 'eps' | 'alpha'> & RawTrainConfig;
   if (!METHODS.includes(c.method)) throw new UserError(`unknown method "${c.method}"; use one of ${METHODS.join(', ')}`);
   const clean = c.method === 'standard' || c.method === 'sam';
   const eps = c.eps === undefined ? (clean ? 0 : 0.1) : parseFraction(c.eps, 'eps');
@@ -141,8 +157,11 @@ export function resolveTrainConfig(raw: Partial<Omit<TrainConfig, 'milestones'>>
   // PGD-AT: eps/4 (2/255 at 8/255); TRADES: 0.007 at 0.031 (~eps/4.4); FGSM-RS: 1.25 eps.
   const alphaDefault = c.method === 'fgsm-rs' ? 1.25 * eps : c.method === 'trades' || c.method === 'ft-trades' ? (eps * 0.007) / 0.031 : eps / 4;
   const alpha = c.alpha === undefined ? alphaDefault : parseFraction(c.alpha, 'alpha');
-  const { milestones: rawMilestones, ...rest } = c;
+  const { milestones: rawMilestones, mean, std, ...rest } = c;
   const cfg: TrainConfig = { ...rest, eps, alpha, steps };
+  if (mean !== undefined) cfg.mean = parseNumberList(mean, 'mean');
+  if (std !== undefined) cfg.std = parseNumberList(std, 'std');
+  if (cfg.std?.some((s) => !(s > 0))) throw new UserError('--std values must be positive');
   if (rawMilestones !== undefined) {
     if (cfg.schedule !== 'piecewise') throw new UserError(`--milestones applies to --schedule piecewise, not ${cfg.schedule}`);
     cfg.milestones = parseMilestones(rawMilestones, cfg.epochs);

@@ -84,11 +84,14 @@ function prepareRunDir(files: RunFiles, cfg: TrainConfig, resume: boolean): void
   }
 }
 
-export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation' | 'inputResize'>, ds: Dataset): ModelSpec {
+export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation' | 'inputResize' | 'mean' | 'std'>, ds: Dataset): ModelSpec {
   if (ds.height !== ds.width) throw new UserError(`${ds.name}: images are ${ds.height}x${ds.width}; advrun's models need square inputs`);
+  for (const [k, v] of [['mean', cfg.mean], ['std', cfg.std]] as const) {
+    if (v && v.length !== ds.channels) throw new UserError(`--${k} has ${v.length} values but ${ds.name} has ${ds.channels} channels`);
+  }
   return {
     arch: cfg.arch, width: cfg.width, depth: cfg.depth, activation: parseActivation(cfg.activation),
-    numClasses: ds.numClasses, inChannels: ds.channels, imageSize: ds.height, mean: ds.mean, std: ds.std,
+    numClasses: ds.numClasses, inChannels: ds.channels, imageSize: ds.height, mean: cfg.mean ?? ds.mean, std: cfg.std ?? ds.std,
     ...(cfg.inputResize !== undefined ? { inputResize: cfg.inputResize } : {}),
   };
 }

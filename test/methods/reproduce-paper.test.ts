@@ -52,6 +52,7 @@ describe('reproduce --preset paper --dry-run', () => {
     expect(t).toMatchObject({
       arch: 'resnet50', dataset: 'cifar10', inputResize: 224, init: checkpoint, lr: 0.003, epochs: 60, schedule: 'piecewise', milestones: [30, 50],
       batchSize: 128, momentum: 0.9, nesterov: false, weightDecay: 1e-5, steps: 10, lambda: 1, ep: 'cuda',
+      mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], // the ImageNet checkpoint's normalisation, as TWINS' code keeps it
     });
     expect(t.eps).toBeCloseTo(8 / 255, 12);
     expect(t.alpha).toBeCloseTo(2 / 255, 12);

@@ -1,6 +1,7 @@
 // --input-resize: bilinear upsampling as the model's first op (TWINS feeds 32x32 CIFAR-10 to a 224 ImageNet
 // ResNet-50). The resized model equals the plain model fed pre-upsampled images; attacks and training work
-// on the small images; fine-tuning a checkpoint trained at the large size is accepted only with the resize.
+// on the small images; fine-tuning a checkpoint trained at the large size is accepted only with the resize;
+// and --mean/--std keep the checkpoint's normalisation.
 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,8 @@ import { buildModel, parseActivation, type ModelSpec } from '../../src/models/in
 import { resizeScale } from '../../src/models/layers.js';
 import { ensureArtifacts, type ArtifactConfig } from '../../src/train/artifacts.js';
 import { resolveTrainConfig } from '../../src/train/config.js';
-import { fineTuneState } from '../../src/train/loop.js';
+import { fineTuneState, modelSpecFor } from '../../src/train/loop.js';
+import type { Dataset } from '../../src/data/index.js';
 import { initialState, ModelRuntime } from '../../src/train/runtime.js';
 import { Rng } from '../../src/util/random.js';
 
@@ -106,5 +108,17 @@ describe('--input-resize', () => {
     expect(() => resolveTrainConfig({ inputResize: 0 })).toThrow(/--input-resize must be a whole number of pixels/);
     expect(() => resolveTrainConfig({ dataset: 'cifar10', imageSize: 64 })).toThrow(/--image-size sets the decoded size of folder: datasets; cifar10 has a fixed size/);
     expect(resolveTrainConfig({ dataset: 'folder:/x', imageSize: 224 }).imageSize).toBe(224);
+  });
+
+  test("--mean/--std set the model's normalisation instead of the dataset's", () => {
+    const cfg = resolveTrainConfig({ dataset: 'cifar10', mean: '0.485, 0.456,0.406', std: [0.229, 0.224, 0.225] });
+    expect(cfg.mean).toEqual([0.485, 0.456, 0.406]);
+    expect(cfg.std).toEqual([0.229, 0.224, 0.225]);
+    const ds = { name: 'cifar10', channels: 3, height: 32, width: 32, numClasses: 10, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26] } as Dataset;
+    expect(modelSpecFor({ ...cfg, inputResize: 224 }, ds)).toMatchObject({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], imageSize: 32, inputResize: 224 });
+    expect(modelSpecFor(resolveTrainConfig({}), ds).mean).toEqual([0.49, 0.48, 0.45]);
+    expect(() => modelSpecFor(resolveTrainConfig({ mean: '0.5' }), ds)).toThrow(/--mean has 1 values but cifar10 has 3 channels/);
+    expect(() => resolveTrainConfig({ std: '0.2,0,0.2' })).toThrow(/--std values must be positive/);
+    expect(() => resolveTrainConfig({ mean: '0.5,x' })).toThrow(/--mean "0.5,x" is not a comma-separated list/);
   });
 });
