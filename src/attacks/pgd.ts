@@ -54,6 +54,8 @@ export const PGD_LOSSES: readonly PgdLoss[] = ['ce', 'kl', 'dlr'];
 export interface PgdOptions extends BaseAttackOptions {
   /** 'ce' (default), 'kl' (TRADES' inner maximisation) or 'dlr' (AutoAttack's DLR). */
   loss?: PgdLoss;
+  /** With a random start, the probability that an example gets it (else it starts at x); SAT uses 0.8. */
+  randomStartProb?: number;
 }
 
 /** How the first iterate is drawn. */
@@ -71,11 +73,15 @@ export interface IterativeParams {
   loss: PgdLoss;
   /** Momentum decay μ (MI-FGSM): g <- μ·g + ∇/||∇||_1 and the step follows g. Undefined: plain PGD. */
   decay?: number;
+  /** Probability of the random start per example (undefined: always); the others start at x. */
+  startProb?: number;
 }
 
 function drawStart(p: IterativeParams, rng: Rng, x: Float32Array, row: number, d: number, cand: Float64Array): void {
   const o = row * d;
-  if (p.start === 'none') {
+  // The coin is drawn only when it can fail, so runs without startProb see the same random numbers.
+  const fromClean = p.startProb !== undefined && p.startProb < 1 && rng.next() >= p.startProb;
+  if (p.start === 'none' || fromClean) {
     for (let i = 0; i < d; i++) cand[i] = x[o + i]!;
   } else if (p.start === 'trades') {
     for (let i = 0; i < d; i++) cand[i] = x[o + i]! + 0.001 * rng.normal();
@@ -196,6 +202,8 @@ export class Pgd implements Attack {
     if (!PGD_LOSSES.includes(loss)) throw new UserError(`pgd: loss must be one of ${PGD_LOSSES.join(', ')}, got "${String(loss)}"`);
     const steps = o.steps ?? 10;
     const randomStart = o.randomStart ?? true;
+    const prob = o.randomStartProb;
+    if (prob !== undefined && !(prob >= 0 && prob <= 1)) throw new UserError(`pgd: randomStartProb must be in [0, 1], got ${prob}`);
     this.params = {
       eps: o.eps,
       norm: o.norm,
@@ -205,11 +213,12 @@ export class Pgd implements Attack {
       restarts: o.restarts ?? 1,
       seed: o.seed,
       loss,
+      ...(randomStart && prob !== undefined && prob < 1 ? { startProb: prob } : {}),
     };
   }
 
   settings(): Record<string, unknown> {
-    return { ...iterativeSettings(this.name, this.params), start: this.params.start };
+    return { ...iterativeSettings(this.name, this.params), start: this.params.start, ...(this.params.startProb !== undefined ? { startProb: this.params.startProb } : {}) };
   }
 
   run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {

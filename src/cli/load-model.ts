@@ -17,9 +17,11 @@ export interface DatasetChoice {
   /** Class subset (default: the checkpoint's). */
   classes?: string;
   split: Split;
-  /** Held-out fraction or count for split 'val' and for the train part of split 'train' (default: 0.1 for 'val', none for 'train'). */
+  /** Held-out fraction or count for split 'val' and for the train part of split 'train' (default for 'val': the checkpoint's --val-split, else 0.1; none for 'train'). */
   val?: number;
   limit?: number;
+  /** folder: datasets: decoded size (default: the model's input size). */
+  imageSize?: number;
 }
 
 export interface LoadModelOptions extends DatasetChoice {
@@ -37,12 +39,16 @@ export interface LoadModelOptions extends DatasetChoice {
 
 /** The dataset a model is evaluated on: --dataset/--classes, or what the checkpoint records. */
 export async function datasetForModel(path: string, o: DatasetChoice): Promise<Dataset> {
-  const extra = detectModelKind(path).meta?.extra ?? {};
+  const meta = detectModelKind(path).meta;
+  const extra = meta?.extra ?? {};
   const dataset = o.dataset ?? (extra.dataset as string | undefined);
   if (!dataset) throw new UserError(`${path} does not record its dataset; pass --dataset`);
   const classes = o.classes ?? (extra.classes as string | null) ?? undefined;
-  const val = o.val ?? (o.split === 'val' ? 0.1 : undefined);
-  return loadDataset(dataset, o.split, { dataDir: o.dataDir, classes, val, limit: o.limit });
+  // Split 'val' is the hold-out the checkpoint's run validated on (it records the fraction or count).
+  const val = o.val ?? (o.split === 'val' ? ((extra.valSplit as number | undefined) ?? 0.1) : undefined);
+  // Image folders are decoded at the size the model takes (a checkpoint records it).
+  const imageSize = o.imageSize ?? meta?.model?.imageSize;
+  return loadDataset(dataset, o.split, { dataDir: o.dataDir, classes, val, limit: o.limit, ...(dataset.startsWith('folder:') && imageSize ? { imageSize } : {}) });
 }
 
 /** Open a model file for `ds` and check that it takes the dataset's images and classes. */
@@ -61,7 +67,7 @@ export async function openForDataset(path: string, ds: Dataset, o: Pick<LoadMode
 
 /** A checkpoint (or state_dict / ONNX model) as a ModelRuntime (eval-mode BN for logits and attacks), with its dataset. */
 export async function runtimeFromCheckpoint(path: string, o: LoadModelOptions): Promise<{ rt: ModelRuntime; model: OpenedModel; ds: Dataset }> {
-  const ds = o.ds ?? (await datasetForModel(path, o));
+  const ds = o.ds ?? (await datasetForModel(path, { imageSize: o.arch?.imageSize, ...o }));
   const model = await openForDataset(path, ds, o);
   const rt = new ModelRuntime(model.artifacts, model.state, { ep: o.ep, threads: o.threads });
   return { rt, model, ds };

@@ -1,22 +1,61 @@
-// `advrun reproduce twins|sat|rfn --preset smoke|cpu|paper --out DIR`
+// `advrun reproduce twins|sat|rfn --preset smoke|cpu|paper --out DIR [--dry-run]`
 
 import type { CommandModule } from 'yargs';
-import { PAPERS, PRESETS, reproduce, type Paper, type Preset } from '../methods/reproduce.js';
+import { PAPERS, PRESETS, reproduce, writePlan, type ExecutionProvider, type Paper, type Preset } from '../methods/reproduce.js';
+import { UserError } from '../util/errors.js';
 import { quiet } from './progress.js';
+
+const EPILOG = `Presets:
+  smoke  about a minute: tiny runs that check the pipeline (numbers meaningless)
+  cpu    a whole table in about an hour on 2 cores (Fashion-MNIST, small CNN)
+  paper  the paper's own configuration, for GPU machines (--ep cuda):
+    twins  robust ImageNet ResNet-50 (--checkpoint) fine-tuned on CIFAR-10
+           upsampled to 224; lr 0.003, 60 epochs, batch 128, PGD-10 8/255
+    sat    ResNet-50 on ImageNet (--data-dir with train/, val/); PGD-1 4/255,
+           label smoothing, Nesterov, lr 0.1 x B/256, 100 epochs; PGD-200 eval
+    rfn    ResNet-50 surrogates on ImageNet (--data-dir): SGD snapshots, SAM,
+           l-SAM; independent ResNet-50 targets; BIM 50 steps at 4/255
+--dry-run writes every run's configuration to DIR/plan.json, runs nothing.`;
+
+function seedList(text: unknown): number[] | undefined {
+  if (text === undefined) return undefined;
+  const v = String(text).split(',').map((s) => Number(s.trim()));
+  if (v.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--seeds "${String(text)}" is not a comma-separated list of non-negative integers`);
+  return v;
+}
 
 export const reproduceCommand: CommandModule = {
   command: 'reproduce <paper>',
   describe: "run a paper's table (twins, sat, rfn) and write DIR/table.md and table.csv with a verdict",
   builder: (y) => y
     .positional('paper', { choices: PAPERS, describe: 'which paper' })
-    .option('preset', { choices: PRESETS, default: 'smoke' as Preset, describe: 'smoke (~1 min, meaningless numbers), cpu (~1 h on 2 cores), paper (GPU, hours)' })
+    .option('preset', { choices: PRESETS, default: 'smoke' as Preset, describe: 'smoke (~1 min, meaningless numbers), cpu (~1 h on 2 cores), paper (the paper\'s configuration; GPU, hours)' })
     .option('out', { type: 'string', demandOption: true, describe: 'results directory (re-running resumes)' })
+    .option('data-dir', { type: 'string', describe: 'paper preset: ImageNet root with train/ and val/ (sat, rfn); CIFAR-10 files (twins, optional: downloaded otherwise)' })
+    .option('checkpoint', { type: 'string', alias: 'init', describe: 'paper preset, twins: the robust ImageNet ResNet-50 to fine-tune (.pt/.safetensors state_dict, robustness-library checkpoint, advrun checkpoint)' })
+    .option('batch-size', { type: 'number', describe: "paper preset: batch size (sat and rfn scale the lr as 0.1 x B/256); default the paper's" })
+    .option('seeds', { type: 'string', describe: "comma-separated seeds instead of the preset's (e.g. 0 for one run per setting)" })
+    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, describe: 'execution provider of every run (default cpu)' })
     .option('workers', { type: 'number', default: 1, describe: 'runs at once' })
-    .option('json', { type: 'boolean', default: false }),
+    .option('dry-run', { type: 'boolean', default: false, describe: "write every run's full configuration to DIR/plan.json and print the runs, without running anything" })
+    .option('json', { type: 'boolean', default: false })
+    .epilog(EPILOG),
   handler: async (argv) => {
-    const a = argv as unknown as { paper: Paper; preset: Preset; out: string; workers: number; json: boolean };
+    const a = argv as unknown as { paper: Paper; preset: Preset; out: string; dataDir?: string; checkpoint?: string; batchSize?: number; seeds?: string; ep?: ExecutionProvider; workers: number; dryRun: boolean; json: boolean };
     const log = (l: string) => { if (!quiet(a.json)) process.stderr.write(`${l}\n`); };
-    const r = await reproduce(a.paper, { out: a.out, preset: a.preset, grid: { workers: a.workers }, log });
+    const o = { out: a.out, preset: a.preset, dataDir: a.dataDir, checkpoint: a.checkpoint, batchSize: a.batchSize, seeds: seedList(a.seeds), ep: a.ep, grid: { workers: a.workers }, log };
+    if (a.dryRun) {
+      const { path, plan } = writePlan(a.paper, o);
+      const runs = plan.stages.reduce((n, s) => n + s.plan.runs.length, 0);
+      if (a.json) console.log(JSON.stringify({ paper: a.paper, preset: a.preset, plan: path, runs }));
+      else {
+        for (const s of plan.stages) console.log(`${s.name}: ${s.plan.runs.length} runs in ${s.dir}\n${s.plan.runs.map((r) => `  ${r.id}  ${Object.entries(r.label).map(([k, v]) => `${k}=${v}`).join(' ')}`).join('\n')}`);
+        for (const step of plan.after) console.log(`then ${step}`);
+        console.log(`(dry run: wrote ${path} with every run's configuration; nothing was run)`);
+      }
+      return;
+    }
+    const r = await reproduce(a.paper, o);
     if (a.json) console.log(JSON.stringify({ paper: a.paper, preset: a.preset, out: a.out, seconds: r.seconds, verdict: r.verdict }));
     else console.log(`${r.table}\n(wrote ${a.out}/table.md and table.csv in ${r.seconds.toFixed(0)}s)`);
   },

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
+import { readRange } from '../data/index.js';
 import { importedModel } from '../interop/onnx-import.js';
 import { withArchOptions } from '../interop/load.js';
 import { FD_REL_DEFAULT, HVP_MODES, measureSharpness, type HvpMode } from '../methods/sharpness.js';
@@ -50,8 +51,7 @@ export const sharpnessCommand: CommandModule = {
     const ds = await datasetForModel(a.model, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split: 'train', val: a.val > 0 ? a.val : undefined });
     const model = await openForDataset(a.model, ds, { arch: a });
     const n = Math.min(a.n, ds.n);
-    const per = ds.channels * ds.height * ds.width;
-    const data = { images: ds.images.subarray(0, n * per), labels: ds.labels.subarray(0, n), n, shape: [ds.channels, ds.height, ds.width] };
+    const data = { images: await readRange(ds, 0, n), labels: ds.labels.subarray(0, n), n, shape: [ds.channels, ds.height, ds.width] };
     const makeModel = model.kind === 'onnx' ? () => importedModel(model.imported!, 'eval') : () => buildModel(model.spec, { bnMode: 'eval', seed: 0 });
 
     let bar: cliProgress.SingleBar | undefined;

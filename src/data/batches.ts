@@ -50,26 +50,53 @@ export interface Batch {
   index: number;
 }
 
-export function* batches(ds: Dataset, o: BatchOptions): Generator<Batch> {
+/** The dataset indices of each batch of an epoch, in visiting order. */
+function* batchIndices(ds: Dataset, o: BatchOptions): Generator<{ indices: Uint32Array; index: number }> {
   const { batchSize } = o;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batches: bad batch size ${batchSize}`);
-  const seed = o.seed ?? 0;
-  const epoch = o.epoch ?? 0;
-  const order = (o.shuffle ?? true) ? epochOrder(ds.n, seed, epoch) : identity(ds.n);
-  const per = ds.channels * ds.height * ds.width;
+  const order = (o.shuffle ?? true) ? epochOrder(ds.n, o.seed ?? 0, o.epoch ?? 0) : identity(ds.n);
   const count = numBatches(ds.n, batchSize, o.dropLast);
-  for (let b = o.startBatch ?? 0; b < count; b++) {
-    const indices = order.subarray(b * batchSize, Math.min(ds.n, (b + 1) * batchSize));
-    const n = indices.length;
-    const x = new Float32Array(n * per);
-    const y = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      const j = indices[i]!;
-      x.set(ds.images.subarray(j * per, (j + 1) * per), i * per);
-      y[i] = ds.labels[j]!;
-    }
-    if (o.augment) augmentBatch(x, n, ds.channels, ds.height, ds.width, o.augment, deriveRng(seed, SALT.augment, epoch, b));
-    yield { x, y, n, indices, index: b };
+  for (let b = o.startBatch ?? 0; b < count; b++) yield { indices: order.subarray(b * batchSize, Math.min(ds.n, (b + 1) * batchSize)), index: b };
+}
+
+/** Labels of a batch, and its images augmented in place (the rng depends only on seed, epoch, batch). */
+function finishBatch(ds: Dataset, o: BatchOptions, x: Float32Array, indices: Uint32Array, index: number): Batch {
+  const n = indices.length;
+  const y = Int32Array.from(indices, (j) => ds.labels[j]!);
+  if (o.augment) augmentBatch(x, n, ds.channels, ds.height, ds.width, o.augment, deriveRng(o.seed ?? 0, SALT.augment, o.epoch ?? 0, index));
+  return { x, y, n, indices, index };
+}
+
+/** Batches of an in-memory dataset (streamed ones: streamBatches, which serves both). */
+export function* batches(ds: Dataset, o: BatchOptions): Generator<Batch> {
+  if (ds.stream) throw new Error(`${ds.name} is streamed: iterate it with streamBatches()`);
+  const per = ds.channels * ds.height * ds.width;
+  for (const { indices, index } of batchIndices(ds, o)) {
+    const x = new Float32Array(indices.length * per);
+    indices.forEach((j, i) => x.set(ds.images.subarray(j * per, (j + 1) * per), i * per));
+    yield finishBatch(ds, o, x, indices, index);
+  }
+}
+
+/**
+ * The same batches as batches(), for in-memory and streamed datasets alike. A streamed dataset's next
+ * batch is decoded while the caller works on the current one (sharp decodes on libuv's threads, so it
+ * overlaps ONNX Runtime's work).
+ */
+export async function* streamBatches(ds: Dataset, o: BatchOptions): AsyncGenerator<Batch> {
+  const stream = ds.stream;
+  if (!stream) { yield* batches(ds, o); return; }
+  const plan = [...batchIndices(ds, o)];
+  const load = (k: number) => {
+    const p = stream.read(plan[k]!.indices).then((x) => finishBatch(ds, o, x, plan[k]!.indices, plan[k]!.index));
+    p.catch(() => {}); // a prefetch the caller never awaits (it stopped early) must not become an unhandled rejection
+    return p;
+  };
+  let next = plan.length ? load(0) : undefined;
+  for (let k = 0; k < plan.length; k++) {
+    const current = await next!;
+    next = k + 1 < plan.length ? load(k + 1) : undefined;
+    yield current;
   }
 }
 

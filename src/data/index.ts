@@ -13,8 +13,9 @@ import { applyLimit, selectClasses, splitTrainVal } from './transforms.js';
 import type { Dataset, DatasetMeta, LoadOptions, Split } from './types.js';
 
 export * from './types.js';
-export { applyLimit, parseClassSpec, selectClasses, splitTrainVal, subset } from './transforms.js';
-export { augmentBatch, batches, defaultAugment, epochOrder, numBatches } from './batches.js';
+export { applyLimit, head, parseClassSpec, selectClasses, splitTrainVal, subset } from './transforms.js';
+export { augmentBatch, batches, defaultAugment, epochOrder, numBatches, streamBatches } from './batches.js';
+export { materialize, readExamples, readRange } from './stream.js';
 export type { AugmentOptions, Batch, BatchOptions } from './batches.js';
 export { CIFAR10_META, CIFAR100_META, CIFAR100_COARSE } from './cifar.js';
 export { FASHION_MNIST_META } from './fashion-mnist.js';

@@ -5,7 +5,7 @@
 import { Rng } from '../util/random.js';
 
 /** Purposes get distinct salts so the val split, limit, shuffling and augmentation never share a stream. */
-export const SALT = { valSplit: 0x76616c31, limit: 0x6c696d31, shuffle: 0x73687566, augment: 0x61756731, subset: 0x6d696e69 };
+export const SALT = { valSplit: 0x76616c31, limit: 0x6c696d31, shuffle: 0x73687566, augment: 0x61756731, subset: 0x6d696e69, folderStats: 0x73746174 };
 
 function fmix32(h: number): number {
   h ^= h >>> 16;

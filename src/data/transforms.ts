@@ -6,19 +6,24 @@ import { UserError } from '../util/errors.js';
 import { deriveRng, SALT } from './seeds.js';
 import type { Dataset } from './types.js';
 
-/** Copy the examples at `indices` (in the given order) into a new Dataset. */
+/** Copy the examples at `indices` (in the given order) into a new Dataset; a streamed one stays streamed. */
 export function subset(ds: Dataset, indices: ArrayLike<number>): Dataset {
   const per = ds.channels * ds.height * ds.width;
   const n = indices.length;
-  const images = new Float32Array(n * per);
+  const images = new Float32Array(ds.stream ? 0 : n * per);
   const labels = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const j = indices[i]!;
     if (!(j >= 0 && j < ds.n)) throw new Error(`subset: index ${j} out of range 0..${ds.n - 1}`);
-    images.set(ds.images.subarray(j * per, (j + 1) * per), i * per);
+    if (!ds.stream) images.set(ds.images.subarray(j * per, (j + 1) * per), i * per);
     labels[i] = ds.labels[j]!;
   }
-  return { ...ds, n, images, labels };
+  return { ...ds, n, images, labels, ...(ds.stream ? { stream: ds.stream.subset(indices) } : {}) };
+}
+
+/** The first `n` examples (all of them when n >= ds.n). */
+export function head(ds: Dataset, n: number): Dataset {
+  return n >= ds.n ? ds : subset(ds, Array.from({ length: n }, (_, i) => i));
 }
 
 /**

@@ -19,12 +19,25 @@ export interface Dataset {
   /** Conventional per-channel mean/std of the full training set, for the model to embed. */
   mean: number[];
   std: number[];
-  /** n * channels * height * width values in [0, 1], NCHW. */
+  /**
+   * n * channels * height * width values in [0, 1], NCHW. Empty for streamed datasets (`stream` set):
+   * read images through readExamples / readRange / streamBatches (stream.ts), which serve both kinds.
+   */
   images: Float32Array;
+  /** Large image folders: images decoded on demand, per batch, with a bounded cache (folder.ts). */
+  stream?: ImageSource;
   /** n labels in 0..numClasses-1. */
   labels: Int32Array;
   /** Where the data came from (directory or file), for run logs and provenance. */
   source: string;
+}
+
+/** Images read on demand instead of held in memory. */
+export interface ImageSource {
+  /** The images at `indices` (positions in this source), NCHW floats in [0, 1]. */
+  read(indices: ArrayLike<number>): Promise<Float32Array>;
+  /** The same images restricted to `indices`, in that order (class subsets, splits, limits). */
+  subset(indices: ArrayLike<number>): ImageSource;
 }
 
 export interface LoadOptions {
@@ -56,6 +69,13 @@ export interface LoadOptions {
   imageSize?: number | [number, number];
   /** folder: 3 = RGB (default), 1 = grayscale. */
   channels?: 1 | 3;
+  /**
+   * folder: decode images per batch instead of loading the folder into memory. Default: stream when the
+   * decoded folder would exceed 1 GiB (ImageNet); env ADVRUN_FOLDER_STREAM=1/0 forces either way.
+   */
+  stream?: boolean;
+  /** folder, streamed: decoded images kept in memory, in MiB (env ADVRUN_FOLDER_CACHE_MB; default 512). */
+  cacheMb?: number;
   /** cifar100: which label set to use (default 'fine'). */
   cifar100Labels?: 'fine' | 'coarse';
   /** Progress lines (downloads); default writes to stderr. */

@@ -2,7 +2,7 @@
 // classifies correctly (the others already count as errors), with gradient-masking sanity checks.
 
 import { createAttack, type Attack, type AttackModel, type CreateAttackOptions } from '../attacks/index.js';
-import { batches, type Dataset } from '../data/index.js';
+import { head, streamBatches, type Dataset } from '../data/index.js';
 import { accuracy } from '../train/loop.js';
 
 export interface EvalResult {
@@ -61,8 +61,7 @@ export async function evaluate(model: AttackModel, ds: Dataset, o: EvaluateOptio
   let clean = 0, robust = 0, seen = 0;
   let warnings: string[] = [];
   let whiteBoxRobust = 0, blackBoxExtra = 0;
-  for (const batch of batches(ds, { batchSize: o.batchSize, shuffle: false })) {
-    if (seen >= n) break;
+  for await (const batch of streamBatches(head(ds, n), { batchSize: o.batchSize, shuffle: false })) {
     const m = Math.min(batch.n, n - seen);
     const x = batch.x.subarray(0, m * per), y = batch.y.subarray(0, m);
     if (seen === 0) warnings = await sanityChecks(model, x, y, m);

@@ -8,6 +8,7 @@ import { closest } from 'fastest-levenshtein';
 import YAML from 'yaml';
 import { ATTACK_NAMES } from '../attacks/index.js';
 import { SMOOTH_BACKWARD, TRAIN_KEYS } from '../train/config.js';
+import { DECAY_SCOPES } from '../train/optimizer.js';
 import { UserError } from '../util/errors.js';
 
 export { camel, kebab } from '../train/config.js';
@@ -17,10 +18,10 @@ import { camel, kebab } from '../train/config.js';
 type Kind = 'int' | 'number' | 'fraction' | 'string' | 'boolean' | 'any' | readonly string[];
 
 const TRAIN_KINDS: Record<string, Kind> = {
-  arch: 'string', width: 'int', depth: 'int', activation: 'string', dataset: 'string', dataDir: 'string', classes: 'string',
+  arch: 'string', width: 'int', depth: 'int', activation: 'string', dataset: 'string', dataDir: 'string', imageSize: 'int', inputResize: 'int', mean: 'string', std: 'string', classes: 'string',
   valSplit: 'number', limit: 'int', augment: 'boolean', method: 'string', epochs: 'int', batchSize: 'int', lr: 'number',
-  schedule: 'string', warmup: 'number', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', labelSmoothing: 'number',
-  eps: 'fraction', alpha: 'fraction', steps: 'int', beta: 'number', valSteps: 'int', valLimit: 'int', seed: 'int', ep: ['cpu', 'cuda', 'webgpu', 'auto'],
+  schedule: 'string', milestones: 'string', warmup: 'number', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', weightDecayScope: [...DECAY_SCOPES], labelSmoothing: 'number',
+  eps: 'fraction', alpha: 'fraction', steps: 'int', randomStartProb: 'number', beta: 'number', valSteps: 'int', valLimit: 'int', seed: 'int', ep: ['cpu', 'cuda', 'webgpu', 'auto'],
   init: 'string', lambda: 'number', rho: 'number', smoothBackward: [...SMOOTH_BACKWARD], smoothAlpha: 'number', saveEvery: 'int',
 };
 

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createAttack, type AttackModel, type CreateAttackOptions } from '../attacks/index.js';
 import { writeSafetensors } from '../checkpoint/safetensors.js';
-import { batches, type Dataset } from '../data/index.js';
+import { head, materialize, streamBatches, type Dataset } from '../data/index.js';
 import { makeTensor, toNumbers } from '../ir/tensor.js';
 import { UserError } from '../util/errors.js';
 import { decodeForeignSafetensors } from './state-dict.js';
@@ -66,8 +66,9 @@ export function dataSha256(images: Float32Array, labels: ArrayLike<number>): str
     .digest('hex');
 }
 
-/** The first `n` examples of a dataset (in order) as a new Dataset. */
-export function firstExamples(ds: Dataset, n: number): Dataset {
+/** The first `n` examples of a dataset (in order) as a new in-memory Dataset. */
+export async function firstExamples(ds: Dataset, n: number): Promise<Dataset> {
+  if (ds.stream) return materialize(head(ds, n));
   const m = Math.min(n, ds.n);
   const per = ds.channels * ds.height * ds.width;
   return { ...ds, n: m, images: ds.images.slice(0, m * per), labels: ds.labels.slice(0, m) };
@@ -137,7 +138,7 @@ export async function evaluatePerExample(model: AttackModel, ds: Dataset, attack
   const clean = new Uint8Array(ds.n), robust = attack ? new Uint8Array(ds.n) : null;
   const logits = new Float32Array(ds.n * k);
   let seen = 0;
-  for (const batch of batches(ds, { batchSize, shuffle: false })) {
+  for await (const batch of streamBatches(ds, { batchSize, shuffle: false })) {
     const z = await model.logits(batch.x, batch.n);
     logits.set(z, seen * k);
     const ok = argmaxCorrect(z, batch.y, k);

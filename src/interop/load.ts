@@ -31,6 +31,7 @@ export interface ArchOptions {
   activation?: string;
   inChannels?: number;
   imageSize?: number;
+  inputResize?: number;
   numClasses?: number;
   mean?: string;
   std?: string;
@@ -55,6 +56,7 @@ export function withArchOptions<T>(y: Argv<T>) {
     .option('activation', { type: 'string', describe: 'PyTorch state_dicts: activation (relu)' })
     .option('in-channels', { type: 'number', describe: "PyTorch state_dicts: input channels (default: the dataset's)" })
     .option('image-size', { type: 'number', describe: "PyTorch state_dicts: input height = width (default: the dataset's)" })
+    .option('input-resize', { type: 'number', describe: 'PyTorch state_dicts: bilinear upsampling to this size inside the model (e.g. 224)' })
     .option('num-classes', { type: 'number', describe: "PyTorch state_dicts: classes (default: the dataset's)" })
     .option('mean', { type: 'string', describe: "PyTorch state_dicts: per-channel mean applied inside the model (default: the dataset's; 0 for none)" })
     .option('std', { type: 'string', describe: "PyTorch state_dicts: per-channel std (default: the dataset's; 1 for none)" });
@@ -68,6 +70,10 @@ export function specFromArchOptions(a: ArchOptions, source: string, d: DataDefau
     mean: a.mean ?? d.mean.join(','), std: a.std ?? d.std.join(','),
   });
   if (a.depth !== undefined) spec.depth = a.depth;
+  if (a.inputResize !== undefined) {
+    if (!Number.isInteger(a.inputResize) || a.inputResize < 1) throw new UserError(`--input-resize must be a positive integer, got ${a.inputResize}`);
+    spec.inputResize = a.inputResize;
+  }
   if (!archNames().includes(spec.arch)) throw new UserError(`unknown architecture "${spec.arch}"; available: ${archNames().join(', ')}`);
   return spec;
 }

@@ -32,7 +32,7 @@ import { Builder } from '../ir/builder.js';
 import { attrInt, Graph, type Dim, type Node } from '../ir/graph.js';
 import { toNumbers, type Tensor } from '../ir/tensor.js';
 import type { BuiltModel, ModelSpec } from '../models/index.js';
-import type { ParamInfo } from '../models/layers.js';
+import type { ParamInfo, ParamKind } from '../models/layers.js';
 import { modelProtoToGraph } from '../onnx/io.js';
 import { UserError } from '../util/errors.js';
 import { foldConstantSubgraphs } from './const-fold.js';
@@ -250,13 +250,22 @@ function classify(g: Graph, notes: string[]): { params: ParamInfo[]; buffers: st
       u.forEach(({ node, slot }, i) => { if (roles[i] === 'buffer') node.inputs[slot] = copy; });
       buffers.push(copy);
       notes.push(`initializer "${name}" is both a weight and a BatchNormalization statistic; the statistic is now "${copy}"`);
-      if (roles.includes('param')) params.push({ name, decay: true });
+      if (roles.includes('param')) params.push({ name, decay: true, kind: paramKind(u) });
       continue;
     }
-    if (roles.includes('param')) params.push({ name, decay: true });
+    if (roles.includes('param')) params.push({ name, decay: true, kind: paramKind(u) });
     else if (roles.length > 0 && roles.every((r) => r === 'buffer')) buffers.push(name);
   }
   return { params, buffers };
+}
+
+/** What an imported parameter is, from its direct uses (a conv/linear weight, bias, BN affine), for weight-decay scopes. */
+function paramKind(uses: { node: Node; slot: number }[]): ParamKind {
+  const is = (ops: string[], slot: number) => uses.some((u) => ops.includes(u.node.op) && u.slot === slot);
+  if (is(['Conv', 'ConvTranspose', 'Gemm'], 1) || uses.some((u) => u.node.op === 'MatMul')) return 'weight';
+  if (is(['Conv', 'ConvTranspose', 'Gemm'], 2)) return 'bias';
+  if (is(['BatchNormalization', 'InstanceNormalization', 'LayerNormalization'], 1) || is(['BatchNormalization', 'InstanceNormalization', 'LayerNormalization'], 2)) return 'norm';
+  return 'other';
 }
 
 // ---------- import ----------

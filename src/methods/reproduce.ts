@@ -1,13 +1,17 @@
 // `advrun reproduce twins|sat|rfn --preset smoke|cpu|paper`: each paper's table, run through the grid
 // runner, written as DIR/table.md and DIR/table.csv with our numbers (mean ± std over seeds), the
-// paper's published numbers beside them (labelled as a different dataset and scale), and a verdict
-// computed from the numbers.
+// paper's published numbers beside them, and a verdict computed from the numbers.
 //
 // Presets: `smoke` finishes in about a minute (numbers meaningless, and labelled so); `cpu` is a whole
 // table in about an hour on 2 cores (Fashion-MNIST, small CNN, 3 seeds); `paper` is the paper's own
-// configuration, for GPU machines (hours), with the data given by --data-dir.
+// configuration (ResNet-50, CIFAR-10 upsampled to 224 or ImageNet), for GPU machines (hours to days),
+// with the data given by --data-dir and TWINS' robust checkpoint by --checkpoint.
+//
+// Every preset goes through the same two steps: plan (grid specs built from the preset's settings and
+// expanded into runs: a pure function of the options, which --dry-run writes out) and run (the grids,
+// then the tables; RFN also crafts transfer attacks and measures sharpness per seed).
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
@@ -22,16 +26,25 @@ export const PAPERS = ['twins', 'sat', 'rfn'] as const;
 export type Paper = (typeof PAPERS)[number];
 export const PRESETS = ['smoke', 'cpu', 'paper'] as const;
 export type Preset = (typeof PRESETS)[number];
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu' | 'auto';
 
 type Flat = Record<string, unknown>;
 
 export interface ReproduceOptions {
   out: string;
   preset: Preset;
-  /** Where the paper preset's data lives (ImageNet / CIFAR folders). */
+  /** Paper preset: SAT and RFN, the ImageNet root (train/ and val/); TWINS, where the CIFAR-10 files are (optional). */
   dataDir?: string;
-  /** TWINS paper preset: the robust ImageNet ResNet-50 to fine-tune. */
-  init?: string;
+  /** TWINS paper preset: the robust ImageNet ResNet-50 to fine-tune (.pt, .safetensors or an advrun checkpoint). */
+  checkpoint?: string;
+  /** Execution provider of every run and command (default cpu). */
+  ep?: ExecutionProvider;
+  /** Paper preset: the batch size (GPU memory); SAT and RFN scale the learning rate as 0.1 x B/256. */
+  batchSize?: number;
+  /** Seeds instead of the preset's. */
+  seeds?: number[];
+  /** Expand and write every run's configuration (DIR/plan.json) without running anything. */
+  dryRun?: boolean;
   grid?: Omit<RunGridOptions, 'out'>;
   log?: (line: string) => void;
 }
@@ -41,6 +54,26 @@ export interface ReproduceResult {
   csv: string;
   verdict: string;
   seconds: number;
+}
+
+/** One grid of a reproduction, expanded: where it runs and every run's resolved configuration. */
+export interface PlannedStage {
+  name: string;
+  dir: string;
+  plan: GridPlan;
+}
+
+/** What a reproduction will do: its grids, what runs after them, and the setting its table describes. */
+export interface ReproductionPlan {
+  paper: Paper;
+  preset: Preset;
+  stages: PlannedStage[];
+  /** Steps after the grids, for people (RFN: transfer and sharpness per seed). */
+  after: string[];
+  /** The table's "Our setting" paragraph. */
+  note: string;
+  /** RFN: the transfer and sharpness settings used after the grids. */
+  rfn?: RfnSettings;
 }
 
 interface Row {
@@ -61,7 +94,7 @@ function referenceNumbers(): Record<string, any> | undefined {
 
 // ---------- presets ----------
 
-/** The knobs that make a preset small or large; every grid below is built from them. */
+/** The knobs that make the smoke and cpu presets small or large; their grids are built from them. */
 interface Scale {
   dataset: string;
   width: number;
@@ -80,24 +113,112 @@ const SCALES: Record<'smoke' | 'cpu', Scale> = {
   cpu: { dataset: 'fashion-mnist', width: 16, limit: 4000, epochs: 5, steps: 5, seeds: [0, 1, 2], evalLimit: 1000, evalSteps: 20, valLimit: 200, batchSize: 128 },
 };
 
-function base(s: Scale, extra: Flat = {}): Flat {
-  return { dataset: s.dataset, arch: 'small-cnn', width: s.width, limit: s.limit, epochs: s.epochs, steps: s.steps, 'val-limit': s.valLimit, 'val-steps': Math.min(s.steps, 5), 'batch-size': s.batchSize, eps: 0.1, ...extra };
+function scaleOf(o: ReproduceOptions): Scale {
+  const s = SCALES[o.preset as 'smoke' | 'cpu'];
+  return o.seeds ? { ...s, seeds: o.seeds } : s;
+}
+
+function base(s: Scale, o: ReproduceOptions, extra: Flat = {}): Flat {
+  return { dataset: s.dataset, arch: 'small-cnn', width: s.width, limit: s.limit, epochs: s.epochs, steps: s.steps, 'val-limit': s.valLimit, 'val-steps': Math.min(s.steps, 5), 'batch-size': s.batchSize, eps: 0.1, ...epOf(o), ...extra };
 }
 
 function evalOf(s: Scale, extra: Flat = {}): Flat {
   return { attack: 'pgd', eps: 0.1, steps: s.evalSteps, limit: s.evalLimit, ...extra };
 }
 
-// ---------- running and reading grids ----------
-
-async function runStage(name: string, spec: Flat, o: ReproduceOptions): Promise<{ dir: string; table: GridTable; plan: GridPlan }> {
-  const dir = join(resolve(o.out), name);
-  const plan = expandGrid(validateSpec({ name, ...spec }, `reproduce ${name}`));
-  o.log?.(`${name}: ${plan.runs.length} runs in ${dir}`);
-  const summary = await runGrid(plan, { workers: 1, ...o.grid, out: dir });
-  if (summary.failures.length) o.log?.(`${name}: ${summary.failures.length} run(s) failed; they appear as failed in the table`);
-  return { dir, table: buildTable(dir), plan };
+/** The execution provider, only when one is asked for (runs that do not set it resolve to cpu, the same id). */
+function epOf(o: ReproduceOptions): Flat {
+  return o.ep ? { ep: o.ep } : {};
 }
+
+// The papers' own settings (../shared/papers/METHODS.md). Each ImageNet-scale run holds out a fixed
+// 10000 (ImageNet) or 1000 (CIFAR-10) training images for advrun's per-epoch validation, and the
+// best-epoch checkpoint it selects; the papers train on every image (a 0.8% / 2% difference).
+
+/** TWINS: a robust ImageNet ResNet-50 fine-tuned on CIFAR-10 upsampled to 224 inside the model. */
+const TWINS_PAPER = {
+  seeds: [0, 1, 2], batchSize: 128, lr: 0.003, epochs: 60, milestones: '30,50', momentum: 0.9, weightDecay: 1e-5,
+  eps: '8/255', alpha: '2/255', steps: 10, lambda: 1, inputResize: 224, valSplit: 1000,
+};
+
+/** SAT's ImageNet recipe. The learning rate is 0.1 x B/256. */
+const SAT_PAPER = {
+  seeds: [0, 1, 2], batchSize: 256, epochs: 100, warmup: 5, milestones: '30,60,90', momentum: 0.9, weightDecay: 1e-4,
+  eps: '4/255', alpha: '4/255', steps: 1, randomStartProb: 0.8, labelSmoothing: 0.1, imageSize: 224, valSplit: 10000,
+  evalSteps: 200, evalStepSize: '1/255',
+};
+
+/**
+ * RFN's ImageNet surrogates and targets. METHODS.md gives no surrogate schedule: this is torchvision's
+ * ResNet-50 recipe (90 epochs, lr 0.1 x B/256, x0.1 at 30 and 60, wd 1e-4), snapshots every 10 epochs;
+ * the early-stopped surrogate is the snapshot at the first decay, where METHODS.md says transfer peaks.
+ */
+const RFN_PAPER = {
+  seeds: [0, 1, 2], batchSize: 256, epochs: 90, milestones: '30,60', momentum: 0.9, weightDecay: 1e-4, imageSize: 224, valSplit: 10000,
+  saveEvery: 10, early: 30, rhos: [0.2, 0.5, 1.0], targetSeeds: [100, 101],
+  eps: '4/255', steps: 50, n: 5000, valN: 1000, sharpN: 1000, iters: 20, samples: 20,
+};
+
+/**
+ * ImageNet's normalisation constants, inside the model: what the robust ImageNet checkpoints were trained
+ * with (TWINS' code keeps them for CIFAR-10) and torchvision's convention for ImageNet models.
+ */
+const IMAGENET_NORM = { mean: '0.485,0.456,0.406', std: '0.229,0.224,0.225' };
+
+/** 0.1 x B/256 (Goyal et al.'s linear scaling, which SAT and torchvision's recipe use). */
+const imagenetLr = (batchSize: number) => (0.1 * batchSize) / 256;
+
+/** The ImageNet root the SAT and RFN paper presets train (train/) and evaluate (val/) on. */
+function imagenetDirs(paper: Paper, o: ReproduceOptions): { train: string; val: string } {
+  const hint = 'a folder with train/ and val/, one sub-folder per class';
+  if (!o.dataDir) throw new UserError(`reproduce ${paper} --preset paper trains on ImageNet: pass --data-dir DIR (${hint})`);
+  const root = resolve(o.dataDir);
+  const dirs = { train: join(root, 'train'), val: join(root, 'val') };
+  for (const d of Object.values(dirs)) if (!isDir(d)) throw new UserError(`reproduce ${paper} --preset paper: --data-dir ${o.dataDir} has no ${d.slice(root.length + 1)}/ (${hint})`);
+  return dirs;
+}
+
+const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
+
+/** Options that only the paper preset reads are an error elsewhere, rather than silently ignored. */
+function checkPresetOptions(paper: Paper, o: ReproduceOptions): void {
+  if (o.preset === 'paper') return;
+  const only = [['--data-dir', o.dataDir], ['--checkpoint', o.checkpoint], ['--batch-size', o.batchSize]].filter(([, v]) => v !== undefined).map(([k]) => k);
+  if (only.length) throw new UserError(`reproduce ${paper} --preset ${o.preset}: ${only.join(', ')} applies to --preset paper only`);
+}
+
+function seedsOf(o: ReproduceOptions, dflt: number[]): number[] {
+  return o.seeds ?? dflt;
+}
+
+function batchOf(o: ReproduceOptions, dflt: number): number {
+  const b = o.batchSize ?? dflt;
+  if (!Number.isInteger(b) || b < 1) throw new UserError(`--batch-size must be a positive integer, got ${b}`);
+  return b;
+}
+
+// ---------- planning and running grids ----------
+
+function planStage(name: string, spec: Flat, o: ReproduceOptions): PlannedStage {
+  return { name, dir: join(resolve(o.out), name), plan: expandGrid(validateSpec({ name, ...spec }, `reproduce ${name}`)) };
+}
+
+async function runStage(stage: PlannedStage, o: ReproduceOptions): Promise<GridTable> {
+  o.log?.(`${stage.name}: ${stage.plan.runs.length} runs in ${stage.dir}`);
+  const summary = await runGrid(stage.plan, { workers: 1, ...o.grid, out: stage.dir });
+  if (summary.failures.length) o.log?.(`${stage.name}: ${summary.failures.length} run(s) failed; they appear as failed in the table`);
+  return buildTable(stage.dir);
+}
+
+/** The plan as --dry-run writes it: every run's id, label and full train and eval configuration. */
+export function planJson(p: ReproductionPlan): Record<string, unknown> {
+  return {
+    paper: p.paper, preset: p.preset, note: p.note, after: p.after, ...(p.rfn ? { rfn: p.rfn } : {}),
+    stages: p.stages.map((s) => ({ name: s.name, dir: s.dir, runs: s.plan.runs.map((r) => ({ id: r.id, label: r.label, train: r.train, eval: r.eval })) })),
+  };
+}
+
+// ---------- tables ----------
 
 function cell(t: GridTable, metric: 'clean_acc' | 'robust_acc', match: Record<string, string>): CellStats | undefined {
   return t.cells.find((c) => c.metric === metric && Object.entries(match).every(([k, v]) => c.row[k] === v));
@@ -156,40 +277,62 @@ function renderTable(title: string, preset: Preset, scaleNote: string, rows: Row
   return { md: lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n'), csv: csv.getHeaderString()! + csv.stringifyRecords(records) };
 }
 
+
 // ---------- SAT ----------
 
 const SAT_ACTIVATIONS: [string, string][] = [
   ['relu', 'relu'], ['softplus', 'softplus'], ['psoftplus(10)', 'parametric_softplus'], ['silu', 'silu'],
   ['gelu', 'gelu'], ['elu', 'elu'], ['smooth-relu', 'smooth_relu'],
 ];
+const GRADIENT_QUALITY = ['attacker', 'optimizer', 'both'];
 
-async function reproduceSat(o: ReproduceOptions): Promise<Omit<ReproduceResult, 'seconds'>> {
-  if (o.preset === 'paper') throw paperPresetNeedsGpu('sat', 'ResNet-50 on ImageNet (folder:<train dir>), PGD-1 eps 4/255 training, label smoothing 0.1, Nesterov, 100 epochs');
-  const s = SCALES[o.preset];
-  const spec: Flat = {
-    base: base(s, { method: 'pgd-at' }),
-    axes: { activation: SAT_ACTIVATIONS.map(([a]) => a), seed: s.seeds },
-    include: ['attacker', 'optimizer', 'both'].map((v) => ({ activation: 'relu', 'smooth-backward': v, seed: s.seeds })),
-    eval: evalOf(s),
+/** Every activation, and ReLU with each smooth-backward variant, over the seeds. */
+function satGrid(trainBase: Flat, evalSpec: Flat, seeds: number[]): Flat {
+  return {
+    base: trainBase,
+    axes: { activation: SAT_ACTIVATIONS.map(([a]) => a), seed: seeds },
+    include: GRADIENT_QUALITY.map((v) => ({ activation: 'relu', 'smooth-backward': v, seed: seeds })),
+    eval: evalSpec,
     table: { rows: ['activation', 'smooth-backward'], columns: [], metric: ['clean_acc', 'robust_acc'], over: ['seed'] },
   };
-  const { table } = await runStage('sat', spec, o);
+}
+
+function planSat(o: ReproduceOptions): ReproductionPlan {
+  if (o.preset !== 'paper') {
+    const s = scaleOf(o);
+    const note = `Our setting: ${s.dataset}, small-cnn width ${s.width}, PGD-AT (eps 0.1, ${s.steps} steps), ${s.epochs} epochs on ${s.limit} images, evaluated with PGD-${s.evalSteps} at eps 0.1 on ${s.evalLimit} test images; seeds ${s.seeds.join(', ')}. Paper columns: ResNet-50 on ImageNet, eps 4/255, PGD-200 — a different dataset and scale, shown for direction only.`;
+    return { paper: 'sat', preset: o.preset, stages: [planStage('sat', satGrid(base(s, o, { method: 'pgd-at' }), evalOf(s), s.seeds), o)], after: [], note };
+  }
+  const p = SAT_PAPER, dirs = imagenetDirs('sat', o), batch = batchOf(o, p.batchSize), seeds = seedsOf(o, p.seeds);
+  const trainBase: Flat = {
+    dataset: `folder:${dirs.train}`, 'image-size': p.imageSize, ...IMAGENET_NORM, arch: 'resnet50', method: 'pgd-at', eps: p.eps, alpha: p.alpha, steps: p.steps,
+    'random-start-prob': p.randomStartProb, 'label-smoothing': p.labelSmoothing, momentum: p.momentum, nesterov: true, lr: imagenetLr(batch),
+    'batch-size': batch, warmup: p.warmup, epochs: p.epochs, schedule: 'piecewise', milestones: p.milestones, 'weight-decay': p.weightDecay,
+    'weight-decay-scope': 'weights', 'val-split': p.valSplit, 'val-limit': 1000, 'val-steps': 10, ...epOf(o),
+  };
+  const evalSpec: Flat = { dataset: `folder:${dirs.val}`, split: 'test', attack: 'pgd', eps: p.eps, steps: p.evalSteps, 'step-size': p.evalStepSize, 'batch-size': Math.min(batch, 128) };
+  const note = `Our setting: the paper's. ResNet-50 on ImageNet (${dirs.train}, images resized to cover and centre-cropped to 224, ImageNet's mean/std inside the model), PGD-1 training attack (eps 4/255, step 4/255, random start with probability 0.8, BN in eval mode), adversarial images only, label smoothing 0.1, SGD Nesterov momentum 0.9, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)} with a 5-epoch linear warm-up from 0, x0.1 at epochs 30, 60 and 90 of 100, weight decay 1e-4 on conv/FC weights only; evaluated with PGD-200 (eps 4/255, step 1/255) on the whole val folder (${dirs.val}); seeds ${seeds.join(', ')}. Differences from the paper: augmentation is advrun's random crop (4-pixel padding) and flip, not RandomResizedCrop; ${p.valSplit} training images are held out for per-epoch validation.`;
+  return { paper: 'sat', preset: 'paper', stages: [planStage('sat', satGrid(trainBase, evalSpec, seeds), o)], after: [], note };
+}
+
+async function runSat(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit<ReproduceResult, 'seconds'>> {
+  const table = await runStage(plan.stages[0]!, o);
   const ref = referenceNumbers()?.sat?.paper ?? {};
   const at = (act: string, sb = 'none') => ({ clean: cell(table, 'clean_acc', { activation: act, smoothBackward: sb }), robust: cell(table, 'robust_acc', { activation: act, smoothBackward: sb }) });
   const rows: Row[] = SAT_ACTIVATIONS.map(([act, key]) => ({ label: act, cells: at(act), paper: ref[key] ? { clean: ref[key].clean, robust: ref[key].pgd200 } : undefined }));
-  for (const v of ['attacker', 'optimizer', 'both']) rows.push({ label: `relu, smooth backward: ${v}`, cells: at('relu', v) });
+  for (const v of GRADIENT_QUALITY) rows.push({ label: `relu, smooth backward: ${v}`, cells: at('relu', v) });
   const relu = rows[0]!.cells;
   const smooth = rows.slice(1, SAT_ACTIVATIONS.length);
   const robustBetter = smooth.filter((r) => compareCells(r.cells.robust, relu.robust) === 'higher').length;
   const cleanWorse = smooth.filter((r) => compareCells(r.cells.clean, relu.clean) === 'lower').length;
   const holds = robustBetter > smooth.length / 2 && cleanWorse === 0 ? 'yes' : robustBetter === 0 ? (smooth.some((r) => compareCells(r.cells.robust, relu.robust) === 'lower') ? 'no' : 'within noise') : 'within noise';
-  const gq = ['attacker', 'optimizer', 'both'].map((v, i) => {
+  const gq = GRADIENT_QUALITY.map((v, i) => {
     const r = rows[SAT_ACTIVATIONS.length + i]!.cells;
     return `${v}: robust ${than(compareCells(r.robust, relu.robust))} ReLU, clean ${than(compareCells(r.clean, relu.clean))} ReLU`;
   });
   const verdict = `Does "smooth activations improve robustness without hurting accuracy" hold at this scale? **${holds}**: ${robustBetter} of ${smooth.length} smooth activations are more robust than ReLU beyond noise (2 standard errors), ${cleanWorse} lose clean accuracy beyond noise. Gradient-quality variants (paper: attacker-only raises robustness and lowers accuracy; optimizer-only and both raise both): ${gq.join('; ')}.`;
-  const note = `Our setting: ${s.dataset}, small-cnn width ${s.width}, PGD-AT (eps 0.1, ${s.steps} steps), ${s.epochs} epochs on ${s.limit} images, evaluated with PGD-${s.evalSteps} at eps 0.1 on ${s.evalLimit} test images; seeds ${s.seeds.join(', ')}. Paper columns: ResNet-50 on ImageNet, eps 4/255, PGD-200 — a different dataset and scale, shown for direction only.`;
-  const out = renderTable('SAT: smooth adversarial training', o.preset, note, rows, 'paper (ImageNet, ResNet-50)', verdict);
+  const header = o.preset === 'paper' ? 'paper (same setting)' : 'paper (ImageNet, ResNet-50)';
+  const out = renderTable('SAT: smooth adversarial training', o.preset, plan.note, rows, header, verdict);
   return { table: out.md, csv: out.csv, verdict };
 }
 
@@ -197,23 +340,55 @@ async function reproduceSat(o: ReproduceOptions): Promise<Omit<ReproduceResult, 
 
 const TWINS_METHODS: [string, string][] = [['ft-at', 'AT fine-tuning'], ['ft-trades', 'TRADES fine-tuning'], ['twins-at', 'TWINS-AT'], ['twins-trades', 'TWINS-TRADES']];
 
-async function reproduceTwins(o: ReproduceOptions): Promise<Omit<ReproduceResult, 'seconds'>> {
-  if (o.preset === 'paper') throw paperPresetNeedsGpu('twins', 'a robust ImageNet ResNet-50 (--init), CIFAR-10 upsampled to 224 inside the model, lr 0.003, 60 epochs');
-  const s = SCALES[o.preset];
-  // Source task: adversarial pre-training on classes 0-4; downstream: classes 5-9 with a new head.
-  const pre = await runStage('twins-pretrain', {
-    base: base(s, { method: 'pgd-at', classes: '0-4', limit: s.limit * 2, seed: 0 }),
-    axes: {}, eval: null, table: { rows: ['method'], columns: [], metric: ['val_robust_acc'], over: [] },
-  }, o);
-  const init = runPaths(pre.dir, pre.plan.runs[0]!.id).checkpoint;
-  if (!existsSync(init)) throw new UserError(`TWINS pre-training did not produce ${init}; see ${pre.dir}`);
-  const spec: Flat = {
-    base: base(s, { classes: '5-9', init, lr: 0.01, lambda: 1, schedule: 'piecewise' }),
-    axes: { method: TWINS_METHODS.map(([m]) => m), seed: s.seeds },
-    eval: evalOf(s, { classes: '5-9' }),
+/** The four fine-tuning methods over the seeds, from `init`. */
+function twinsGrid(trainBase: Flat, evalSpec: Flat, seeds: number[]): Flat {
+  return {
+    base: trainBase,
+    axes: { method: TWINS_METHODS.map(([m]) => m), seed: seeds },
+    eval: evalSpec,
     table: { rows: ['method'], columns: [], metric: ['clean_acc', 'robust_acc'], over: ['seed'] },
   };
-  const { table } = await runStage('twins', spec, o);
+}
+
+function planTwins(o: ReproduceOptions): ReproductionPlan {
+  if (o.preset !== 'paper') {
+    const s = scaleOf(o);
+    // Source task: adversarial pre-training on classes 0-4; downstream: classes 5-9 with a new head, from
+    // the pre-training run's checkpoint (its path is known from the plan before anything runs).
+    const pre = planStage('twins-pretrain', {
+      base: base(s, o, { method: 'pgd-at', classes: '0-4', limit: s.limit * 2, seed: 0 }),
+      axes: {}, eval: null, table: { rows: ['method'], columns: [], metric: ['val_robust_acc'], over: [] },
+    }, o);
+    const init = runPaths(pre.dir, pre.plan.runs[0]!.id).checkpoint;
+    const fine = planStage('twins', twinsGrid(base(s, o, { classes: '5-9', init, lr: 0.01, lambda: 1, schedule: 'piecewise' }), evalOf(s, { classes: '5-9' }), s.seeds), o);
+    const note = `Our setting: ${s.dataset}; source model small-cnn width ${s.width} adversarially pre-trained (PGD-AT, eps 0.1) on classes 0-4, fine-tuned on classes 5-9 with a new head (lr 0.01, lambda 1, ${s.epochs} epochs, ${s.limit} images); evaluated with PGD-${s.evalSteps} at eps 0.1 on ${s.evalLimit} test images of classes 5-9; seeds ${s.seeds.join(', ')}. The paper's table values were not retrievable; its claim is qualitative.`;
+    return { paper: 'twins', preset: o.preset, stages: [pre, fine], after: [], note };
+  }
+  const p = TWINS_PAPER, batch = batchOf(o, p.batchSize), seeds = seedsOf(o, p.seeds);
+  if (!o.checkpoint) throw new UserError('reproduce twins --preset paper fine-tunes a robust ImageNet ResNet-50: pass --checkpoint PATH (torchvision-layout .pt/.safetensors state_dict, a robustness-library checkpoint, or an advrun checkpoint)');
+  const init = resolve(o.checkpoint);
+  if (!existsSync(init)) throw new UserError(`reproduce twins --preset paper: --checkpoint ${o.checkpoint} does not exist`);
+  if (o.dataDir !== undefined && !isDir(o.dataDir)) throw new UserError(`reproduce twins --preset paper: --data-dir ${o.dataDir} is not a directory (it should hold the CIFAR-10 files; omit it to download them)`);
+  const data: Flat = o.dataDir ? { 'data-dir': resolve(o.dataDir) } : {};
+  const trainBase: Flat = {
+    dataset: 'cifar10', ...data, arch: 'resnet50', 'input-resize': p.inputResize, ...IMAGENET_NORM, init, lr: p.lr, epochs: p.epochs, schedule: 'piecewise',
+    milestones: p.milestones, 'batch-size': batch, momentum: p.momentum, 'weight-decay': p.weightDecay, eps: p.eps, alpha: p.alpha, steps: p.steps,
+    lambda: p.lambda, 'val-split': p.valSplit, 'val-limit': 1000, 'val-steps': 10, ...epOf(o),
+  };
+  const evalSpec: Flat = { ...data, attack: 'pgd', eps: p.eps, steps: p.steps, 'step-size': p.alpha, 'batch-size': Math.min(batch, 128) };
+  const note = `Our setting: the paper's. The robust ImageNet ResNet-50 ${init} fine-tuned on CIFAR-10 (32x32, upsampled bilinearly to 224 and normalised with ImageNet's mean/std inside the model, as the official code does; random crop and flip) with a new 10-way head: SGD momentum 0.9, lr 0.003, x0.1 at epochs 30 and 50 of 60, batch ${batch}, weight decay 1e-5, PGD-10 (eps 8/255, step 2/255) training examples, lambda 1; evaluated with PGD-10 (eps 8/255, step 2/255) on the 10000 CIFAR-10 test images; seeds ${seeds.join(', ')}. Differences from the paper: ${p.valSplit} training images are held out for per-epoch validation. The paper's table values were not retrievable; its claim is qualitative.`;
+  return { paper: 'twins', preset: 'paper', stages: [planStage('twins', twinsGrid(trainBase, evalSpec, seeds), o)], after: [], note };
+}
+
+async function runTwins(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit<ReproduceResult, 'seconds'>> {
+  const fine = plan.stages.at(-1)!;
+  if (plan.stages.length > 1) {
+    const pre = plan.stages[0]!;
+    await runStage(pre, o);
+    const init = runPaths(pre.dir, pre.plan.runs[0]!.id).checkpoint;
+    if (!existsSync(init)) throw new UserError(`TWINS pre-training did not produce ${init}; see ${pre.dir}`);
+  }
+  const table = await runStage(fine, o);
   const rows: Row[] = TWINS_METHODS.map(([m, label]) => ({ label, cells: { clean: cell(table, 'clean_acc', { method: m }), robust: cell(table, 'robust_acc', { method: m }) } }));
   const pair = (twins: Row, base_: Row) => {
     const c = compareCells(twins.cells.clean, base_.cells.clean), r = compareCells(twins.cells.robust, base_.cells.robust);
@@ -221,28 +396,43 @@ async function reproduceTwins(o: ReproduceOptions): Promise<Omit<ReproduceResult
   };
   const at = pair(rows[2]!, rows[0]!), tr = pair(rows[3]!, rows[1]!);
   const verdict = `Does "TWINS beats AT and TRADES fine-tuning on both clean and robust accuracy" hold at this scale? TWINS-AT vs AT fine-tuning: **${at.holds}** (clean ${at.c}, robust ${at.r}); TWINS-TRADES vs TRADES fine-tuning: **${tr.holds}** (clean ${tr.c}, robust ${tr.r}). "higher/lower" means beyond 2 standard errors over seeds.`;
-  const note = `Our setting: ${s.dataset}; source model small-cnn width ${s.width} adversarially pre-trained (PGD-AT, eps 0.1) on classes 0-4, fine-tuned on classes 5-9 with a new head (lr 0.01, lambda 1, ${s.epochs} epochs, ${s.limit} images); evaluated with PGD-${s.evalSteps} at eps 0.1 on ${s.evalLimit} test images of classes 5-9; seeds ${s.seeds.join(', ')}. The paper's table values were not retrievable; its claim is qualitative.`;
-  const out = renderTable('TWINS: robust fine-tuning with two-wing BN', o.preset, note, rows, 'paper', verdict);
+  const out = renderTable('TWINS: robust fine-tuning with two-wing BN', o.preset, plan.note, rows, 'paper', verdict);
   return { table: out.md, csv: out.csv, verdict };
-}
-
-function paperPresetNeedsGpu(paper: string, what: string): UserError {
-  return new UserError(`reproduce ${paper} --preset paper is the paper's own configuration (${what}); it needs a GPU machine and the paper's data, which advrun cannot run here — use --preset cpu or smoke`);
 }
 
 // ---------- entry ----------
 
+const PLANNERS: Record<Paper, (o: ReproduceOptions) => ReproductionPlan> = { twins: planTwins, sat: planSat, rfn: planRfn };
+
+/** Every grid a reproduction would run, fully expanded, without running anything (--dry-run). */
+export function planReproduction(paper: Paper, o: ReproduceOptions): ReproductionPlan {
+  const plan = PLANNERS[paper];
+  if (!plan) throw new UserError(`unknown paper "${paper}"; use ${PAPERS.join(', ')}`);
+  if (!PRESETS.includes(o.preset)) throw new UserError(`unknown preset "${o.preset}"; use ${PRESETS.join(', ')}`);
+  if (o.seeds && (o.seeds.length === 0 || o.seeds.some((s) => !Number.isInteger(s) || s < 0))) throw new UserError(`--seeds must be non-negative integers, e.g. 0,1,2`);
+  checkPresetOptions(paper, o);
+  return plan(o);
+}
+
+/** Plan, then run every grid and write DIR/table.md, table.csv and reproduce.json. */
 export async function reproduce(paper: Paper, o: ReproduceOptions): Promise<ReproduceResult> {
   const t0 = Date.now();
-  const run = { twins: reproduceTwins, sat: reproduceSat, rfn: reproduceRfn }[paper];
-  if (!run) throw new UserError(`unknown paper "${paper}"; use ${PAPERS.join(', ')}`);
-  const r = await run(o);
+  const plan = planReproduction(paper, o);
+  const r = await { twins: runTwins, sat: runSat, rfn: runRfn }[paper](o, plan);
   const dir = resolve(o.out);
   writeFileAtomic(join(dir, 'table.md'), r.table);
   writeFileAtomic(join(dir, 'table.csv'), r.csv);
   const seconds = (Date.now() - t0) / 1000;
   writeFileAtomic(join(dir, 'reproduce.json'), JSON.stringify({ paper, preset: o.preset, seconds, verdict: r.verdict, ...provenance() }, null, 2));
   return { ...r, seconds };
+}
+
+/** --dry-run: the plan, written to DIR/plan.json. */
+export function writePlan(paper: Paper, o: ReproduceOptions): { path: string; plan: ReproductionPlan } {
+  const plan = planReproduction(paper, o);
+  const path = join(resolve(o.out), 'plan.json');
+  writeFileAtomic(path, JSON.stringify({ ...planJson(plan), ...provenance() }, null, 2));
+  return { path, plan };
 }
 
 // ---------- RFN ----------
@@ -274,66 +464,128 @@ const RFN_SCALES = {
   cpu: { rhos: [0.2, 0.5], targets: [{ arch: 'small-cnn', width: 32 }, { arch: 'preact-resnet18', width: 8 }, { arch: 'wrn', depth: 10, width: 2 }], n: 1000, sharpN: 1000, iters: 10, samples: 10 },
 };
 
-async function reproduceRfn(o: ReproduceOptions): Promise<Omit<ReproduceResult, 'seconds'>> {
-  if (o.preset === 'paper') throw paperPresetNeedsGpu('rfn', 'ResNet-50 surrogates on ImageNet, targets of several architectures, 3 seeds');
-  // Standard training is cheap next to adversarial training: the smoke preset still trains the models
-  // enough that some test images are classified correctly by every target.
-  const s0 = SCALES[o.preset], r = RFN_SCALES[o.preset];
-  const s: Scale = { ...s0, limit: Math.max(s0.limit, 512), epochs: Math.max(s0.epochs, 3) };
-  const eps = 0.1;
-  // Surrogates: SGD with snapshots (early stopping), SAM and large-radius SAM, standard (not adversarial) training.
-  const sur = await runStage('rfn-surrogates', {
-    base: base(s, { method: 'standard', eps: 0, 'save-every': Math.max(1, Math.floor(s.epochs / 2)) }),
-    axes: { seed: s.seeds },
-    include: [0.05, ...r.rhos].map((rho) => ({ method: 'sam', rho, seed: s.seeds })),
+/** What RFN does after its grids: the transfer protocol and the sharpness measurement, per seed. */
+interface RfnSettings {
+  seeds: number[];
+  /** l-SAM's candidate radii (the one transferring best on the validation split is used). */
+  rhos: number[];
+  /** Epoch of the early-stopped snapshot. */
+  early: number;
+  eps: string;
+  steps: number;
+  valN: number;
+  testN: number;
+  /** Extra `advrun transfer` arguments naming the test data (ImageNet: the val folder). */
+  testData: string[];
+  sharp: { n: number; iters: number; samples: number; extra: string[] };
+}
+
+function rfnSurrogates(trainBase: Flat, rhos: number[], seeds: number[]): Flat {
+  return {
+    base: trainBase,
+    axes: { seed: seeds },
+    include: [0.05, ...rhos].map((rho) => ({ method: 'sam', rho, seed: seeds })),
     eval: null, table: { rows: ['method', 'rho'], columns: [], metric: ['val_clean_acc'], over: ['seed'] },
-  }, o);
-  // Targets: independently trained models of other architectures and seeds.
-  const tgt = await runStage('rfn-targets', {
-    base: base(s, { method: 'standard', eps: 0 }),
-    axes: {},
-    include: r.targets.map((t, i) => ({ ...t, seed: 100 + i })),
+  };
+}
+
+/**
+ * Only the listed targets. A grid without axes also holds its base run, which here would train the seed-0
+ * SGD surrogate's exact network again, and a copy of a surrogate is no independent target: exclude it.
+ */
+function rfnTargets(trainBase: Flat, targets: Flat[]): Flat {
+  return {
+    base: { ...trainBase, seed: 0 }, axes: {}, exclude: [{ seed: 0 }], include: targets,
     eval: null, table: { rows: ['arch', 'width', 'depth', 'activation', 'seed'], columns: [], metric: ['val_clean_acc'], over: [] },
-  }, o);
+  };
+}
+
+function planRfn(o: ReproduceOptions): ReproductionPlan {
+  if (o.preset !== 'paper') {
+    // Standard training is cheap next to adversarial training: the smoke preset still trains the models
+    // enough that some test images are classified correctly by every target.
+    const s0 = scaleOf(o), r = RFN_SCALES[o.preset];
+    const s: Scale = { ...s0, limit: Math.max(s0.limit, 512), epochs: Math.max(s0.epochs, 3) };
+    const early = Math.max(1, Math.floor(s.epochs / 2)); // the piecewise schedule's first decay
+    // Surrogates: SGD with snapshots (early stopping), SAM and large-radius SAM, standard (not adversarial) training.
+    const sur = planStage('rfn-surrogates', rfnSurrogates(base(s, o, { method: 'standard', eps: 0, 'save-every': early }), r.rhos, s.seeds), o);
+    // Targets: independently trained models of other architectures and seeds.
+    const tgt = planStage('rfn-targets', rfnTargets(base(s, o, { method: 'standard', eps: 0 }), r.targets.map((t, i) => ({ ...t, seed: 100 + i }))), o);
+    const rfn: RfnSettings = {
+      seeds: s.seeds, rhos: r.rhos, early, eps: '0.1', steps: o.preset === 'smoke' ? 5 : 50, valN: Math.min(r.n, 200), testN: r.n, testData: [],
+      sharp: { n: r.sharpN, iters: r.iters, samples: r.samples, extra: [] },
+    };
+    const note = `Our setting: ${s.dataset}; surrogates small-cnn width ${s.width} trained normally for ${s.epochs} epochs on ${s.limit} images (SGD, snapshots for early stopping, SAM rho 0.05, l-SAM rho from {${r.rhos.join(', ')}} chosen on the validation split); targets: ${r.targets.map((t) => Object.entries(t).map(([k, v]) => `${k} ${v}`).join(' ')).join('; ')} (independently trained, not adversarially); BIM (I-FGSM, no random start) L-inf eps 0.1, step eps/10, on the first ${r.n} test images every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${r.sharpN} training images, eval mode; seeds ${s.seeds.join(', ')}. The paper (ImageNet, ResNet-50) reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
+    return { paper: 'rfn', preset: o.preset, stages: [sur, tgt], after: rfnAfter(rfn), note, rfn };
+  }
+  const p = RFN_PAPER, dirs = imagenetDirs('rfn', o), batch = batchOf(o, p.batchSize), seeds = seedsOf(o, p.seeds);
+  const trainBase: Flat = {
+    dataset: `folder:${dirs.train}`, 'image-size': p.imageSize, ...IMAGENET_NORM, arch: 'resnet50', method: 'standard', eps: 0, lr: imagenetLr(batch), 'batch-size': batch,
+    momentum: p.momentum, 'weight-decay': p.weightDecay, epochs: p.epochs, schedule: 'piecewise', milestones: p.milestones, 'val-split': p.valSplit, 'val-limit': 1000, ...epOf(o),
+  };
+  const sur = planStage('rfn-surrogates', rfnSurrogates({ ...trainBase, 'save-every': p.saveEvery }, p.rhos, seeds), o);
+  const tgt = planStage('rfn-targets', rfnTargets(trainBase, p.targetSeeds.map((seed) => ({ seed }))), o);
+  const rfn: RfnSettings = {
+    seeds, rhos: p.rhos, early: p.early, eps: p.eps, steps: p.steps, valN: p.valN, testN: p.n, testData: ['--dataset', `folder:${dirs.val}`],
+    sharp: { n: p.sharpN, iters: p.iters, samples: p.samples, extra: ['--val', String(p.valSplit)] },
+  };
+  const note = `Our setting: the paper's protocol on ImageNet (${dirs.train}, 224x224). Surrogates: ResNet-50 trained normally with SGD (momentum 0.9, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)}, x0.1 at epochs 30 and 60 of 90, weight decay 1e-4: torchvision's recipe, as METHODS.md gives none), the snapshot at epoch ${p.early} as the early-stopped surrogate, SAM (rho 0.05) and l-SAM (rho from {${p.rhos.join(', ')}} chosen by transfer success on ${p.valN} held-out training images). Targets: ${p.targetSeeds.length} independently trained ResNet-50s (seeds ${p.targetSeeds.join(', ')}), not adversarially trained — advrun has no other ImageNet architecture, so this is not the paper's zoo of architectures. BIM (I-FGSM, no random start) L-inf eps 4/255, step eps/10, 50 iterations, on the first ${p.n} images of ${dirs.val} every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${p.sharpN} training images, eval mode; seeds ${seeds.join(', ')}. The paper reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
+  return { paper: 'rfn', preset: 'paper', stages: [sur, tgt], after: rfnAfter(rfn), note, rfn };
+}
+
+function rfnAfter(r: RfnSettings): string[] {
+  return r.seeds.flatMap((seed) => [
+    `seed ${seed}: advrun transfer from the l-SAM candidates (rho ${r.rhos.join(', ')}) to the targets on ${r.valN} validation images; the best rho is kept`,
+    `seed ${seed}: advrun transfer (BIM, eps ${r.eps}, ${r.steps} steps, step eps/10) from SGD, SGD early-stopped at epoch ${r.early}, SAM and l-SAM to the targets on ${r.testN} test images`,
+    `seed ${seed}: advrun sharpness of each of the four surrogates (${r.sharp.n} training images, ${r.sharp.iters} power iterations, ${r.sharp.samples} Hutchinson samples)`,
+  ]);
+}
+
+async function runRfn(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit<ReproduceResult, 'seconds'>> {
+  const r = plan.rfn!;
+  const [sur, tgt] = plan.stages as [PlannedStage, PlannedStage];
+  await runStage(sur, o);
+  await runStage(tgt, o);
+  const ep = o.ep ? ['--ep', o.ep] : [];
   const targets = tgt.plan.runs.map((run) => runPaths(tgt.dir, run.id).checkpoint);
   const ck = (run: { id: string }, epoch?: number) => (epoch ? join(runPaths(sur.dir, run.id).dir, `checkpoint-epoch${epoch}.safetensors`) : runPaths(sur.dir, run.id).checkpoint);
-  const early = Math.max(1, Math.floor(s.epochs / 2)); // the piecewise schedule's first decay
-  const transferArgs = (split: string, n: number) => ['--targets', targets.join(','), '--attack', 'bim', '--eps', String(eps), '--steps', o.preset === 'smoke' ? '5' : '50', '--step-size', 'eps/10', '--split', split, '-n', String(n)];
+  const transferArgs = (split: string, n: number) => ['--targets', targets.join(','), '--attack', 'bim', '--eps', r.eps, '--steps', String(r.steps), '--step-size', 'eps/10', '--split', split, '-n', String(n), ...ep];
 
-  const kinds = ['sgd (fully trained)', `sgd (early-stopped, epoch ${early})`, 'SAM (rho 0.05)', 'l-SAM (rho selected on validation)'];
+  const kinds = ['sgd (fully trained)', `sgd (early-stopped, epoch ${r.early})`, 'SAM (rho 0.05)', 'l-SAM (rho selected on validation)'];
   const perSeed: Record<string, { success: number[]; lambda: number[]; trace: number[] }> = Object.fromEntries(kinds.map((k) => [k, { success: [], lambda: [], trace: [] }]));
   const chosenRho: number[] = [];
-  for (const seed of s.seeds) {
+  for (const seed of r.seeds) {
     const runsOf = (method: string, rho?: number) => sur.plan.runs.find((run) => run.train.seed === seed && run.train.method === method && (rho === undefined || run.train.rho === rho))!;
     // l-SAM's radius is chosen by transfer success on the validation split, never on the test set.
     const cands = r.rhos.map((rho) => ck(runsOf('sam', rho)));
-    const val = advrunJson(['transfer', '--surrogates', cands.join(','), ...transferArgs('val', Math.min(r.n, 200)), '--out', join(resolve(o.out), 'rfn-transfer', `val-seed${seed}`)]);
+    const val = advrunJson(['transfer', '--surrogates', cands.join(','), ...transferArgs('val', r.valN), '--out', join(resolve(o.out), 'rfn-transfer', `val-seed${seed}`)]);
     const best = Object.values(val.mean_transfer as Record<string, number>); // in --surrogates order
     const rho = r.rhos[best.indexOf(Math.max(...best))]!;
     chosenRho.push(rho);
-    const surrogates = [ck(runsOf('standard')), ck(runsOf('standard'), early), ck(runsOf('sam', 0.05)), ck(runsOf('sam', rho))];
-    const test = advrunJson(['transfer', '--surrogates', surrogates.join(','), ...transferArgs('test', r.n), '--out', join(resolve(o.out), 'rfn-transfer', `test-seed${seed}`)]);
+    const surrogates = [ck(runsOf('standard')), ck(runsOf('standard'), r.early), ck(runsOf('sam', 0.05)), ck(runsOf('sam', rho))];
+    const test = advrunJson(['transfer', '--surrogates', surrogates.join(','), ...transferArgs('test', r.testN), ...r.testData, '--out', join(resolve(o.out), 'rfn-transfer', `test-seed${seed}`)]);
     const means = Object.values(test.mean_transfer as Record<string, number>);
     surrogates.forEach((path, i) => {
-      const sh = advrunJson(['sharpness', '--model', path, '--n', String(r.sharpN), '--iters', String(r.iters), '--samples', String(r.samples), '--seed', String(seed)]);
+      const sh = advrunJson(['sharpness', '--model', path, '--n', String(r.sharp.n), '--iters', String(r.sharp.iters), '--samples', String(r.sharp.samples), '--seed', String(seed), ...r.sharp.extra, ...ep]);
       perSeed[kinds[i]!]!.success.push(means[i]!);
       perSeed[kinds[i]!]!.lambda.push(sh.lambda_max);
       perSeed[kinds[i]!]!.trace.push(sh.trace);
     });
   }
+  const n = r.seeds.length;
   const cells = Object.fromEntries(kinds.map((k) => [k, { success: stats(perSeed[k]!.success), lambda: stats(perSeed[k]!.lambda), trace: stats(perSeed[k]!.trace) }]));
   const showStats = (st: Stats, scale = 1, digits = 1) => (st.mean === null ? '–' : `${(st.mean * scale).toFixed(digits)}${st.std === null ? '' : ` ± ${(st.std * scale).toFixed(digits)}`} (n=${st.n})`);
-  const versus = (a: string, b: string) => compareCells(asCell(cells[a]!.success, s.seeds.length), asCell(cells[b]!.success, s.seeds.length));
+  const versus = (a: string, b: string) => compareCells(asCell(cells[a]!.success, n), asCell(cells[b]!.success, n));
   const lsam = kinds[3]!, es = kinds[1]!, full = kinds[0]!;
   const vsEarly = versus(lsam, es), vsFull = versus(lsam, full);
-  const flatter = compareCells(asCell(cells[es]!.lambda, s.seeds.length), asCell(cells[lsam]!.lambda, s.seeds.length));
+  const flatter = compareCells(asCell(cells[es]!.lambda, n), asCell(cells[lsam]!.lambda, n));
   const holds = vsEarly === 'higher' ? 'yes' : vsEarly === 'lower' ? 'no' : 'within noise';
   const verdict = `Does "a large-radius SAM surrogate (l-SAM / RFN) transfers better than early stopping" hold at this scale? **${holds}**: l-SAM's mean transfer success is ${than(vsEarly)} the early-stopped SGD surrogate's and ${than(vsFull)} the fully trained one's (higher/lower: beyond 2 standard errors over seeds). Sharpness: the early-stopped surrogate's largest Hessian eigenvalue is ${than(flatter)} l-SAM's. Chosen l-SAM radius per seed: ${chosenRho.join(', ')}.`;
   const lines = [
     `# RFN: flat-neighbourhood surrogates for transferable attacks — advrun reproduction (preset: ${o.preset})`,
     '',
     o.preset === 'smoke' ? '> **Smoke preset: tiny runs to check the pipeline. The numbers are meaningless.**\n' : '',
-    `Our setting: ${s.dataset}; surrogates small-cnn width ${s.width} trained normally for ${s.epochs} epochs on ${s.limit} images (SGD, snapshots for early stopping, SAM rho 0.05, l-SAM rho from {${r.rhos.join(', ')}} chosen on the validation split); targets: ${r.targets.map((t) => Object.entries(t).map(([k, v]) => `${k} ${v}`).join(' ')).join('; ')} (independently trained, not adversarially); BIM (I-FGSM, no random start) L-inf eps ${eps}, step eps/10, on the first ${r.n} test images every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${r.sharpN} training images, eval mode; seeds ${s.seeds.join(', ')}. The paper (ImageNet, ResNet-50) reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`,
+    plan.note,
     '',
     '| surrogate | transfer success % (ours) | lambda_max | Hessian trace |',
     '| --- | --- | --- | --- |',

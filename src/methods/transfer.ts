@@ -15,7 +15,7 @@ import { basename, dirname, extname, join, sep } from 'node:path';
 import { createAttack, type Attack, type AttackModel } from '../attacks/index.js';
 import { isCorrect } from '../attacks/common.js';
 import type { Norm } from '../attacks/types.js';
-import type { Dataset } from '../data/index.js';
+import { readExamples, readRange, type Dataset } from '../data/index.js';
 import { parseFraction } from '../train/config.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -75,27 +75,18 @@ export interface Selection {
   scanned: number;
 }
 
-function gather(ds: Dataset, idx: ArrayLike<number>): { x: Float32Array; y: Int32Array } {
-  const per = ds.channels * ds.height * ds.width;
-  const x = new Float32Array(idx.length * per);
-  const y = new Int32Array(idx.length);
-  for (let i = 0; i < idx.length; i++) {
-    const j = idx[i]!;
-    x.set(ds.images.subarray(j * per, (j + 1) * per), i * per);
-    y[i] = ds.labels[j]!;
-  }
-  return { x, y };
+async function gather(ds: Dataset, idx: ArrayLike<number>): Promise<{ x: Float32Array; y: Int32Array }> {
+  return { x: await readExamples(ds, idx), y: Int32Array.from(idx, (j) => ds.labels[j]!) };
 }
 
 /** The first `n` examples of `ds` (in order) that every target classifies correctly. */
 export async function selectCommonCorrect(targets: AttackModel[], ds: Dataset, n: number, batchSize: number): Promise<Selection> {
   const k = ds.numClasses;
-  const per = ds.channels * ds.height * ds.width;
   const chosen: number[] = [];
   let scanned = 0;
   for (let s = 0; s < ds.n && chosen.length < n; s += batchSize) {
     const m = Math.min(batchSize, ds.n - s);
-    const x = ds.images.subarray(s * per, (s + m) * per);
+    const x = await readRange(ds, s, m);
     const ok = new Uint8Array(m).fill(1);
     for (const t of targets) {
       const logits = await t.logits(x, m);
@@ -179,7 +170,7 @@ export async function transferMatrix(surrogates: TransferModel[], targets: Trans
     for (let s = 0; s < n; s += o.batchSize) {
       const idx = selection.indices.subarray(s, Math.min(n, s + o.batchSize));
       const m = idx.length;
-      const { x, y } = gather(ds, idx);
+      const { x, y } = await gather(ds, idx);
       const r = await attack.run(surrogates[si]!.model, x, y, m);
       for (let i = 0; i < m; i++) if (!r.robust[i]) fooled[si]!++;
       for (let ti = 0; ti < targets.length; ti++) {

@@ -67,7 +67,9 @@ export class ModelGraph {
   /** Logits of one forward pass over `x` with BN in `bnMode`. */
   forward(x: string, bnMode: BnMode): string {
     this.m.bnMode = bnMode;
-    return this.arch(this.m, x, this.spec);
+    const s = this.spec;
+    const input = s.inputResize ? this.m.resizeInput(x, s.imageSize, s.inputResize) : x;
+    return this.arch(this.m, input, s);
   }
 }
 

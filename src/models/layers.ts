@@ -16,10 +16,30 @@ export interface ParamInfo {
   name: string;
   /** false for parameters excluded from weight decay (SAT's SmoothReLU scalar). */
   decay: boolean;
+  /**
+   * 'weight': a conv or linear weight; 'bias': their biases; 'norm': BN affine; 'other'. Recipes that
+   * decay "conv/FC weights only" (SAT's ImageNet recipe) select on it.
+   */
+  kind?: ParamKind;
 }
+
+export type ParamKind = 'weight' | 'bias' | 'norm' | 'other';
 
 export const BN_EPS = 1e-5;
 export const BN_MOMENTUM = 0.1;
+
+/**
+ * A float32 scale s from which ONNX Runtime computes exactly `to` output pixels, floor(from * s): to/from
+ * itself when it qualifies (integer factors such as 32 -> 224), else the next float32 up. Checked on the
+ * exact product, so the float32 product ONNX Runtime forms (never below it, `to` being representable)
+ * gives the same size.
+ */
+export function resizeScale(from: number, to: number): number {
+  let s = Math.fround(to / from);
+  for (let i = 0; i < 4 && Math.floor(from * s) < to; i++) s = Math.fround(s * (1 + 2 ** -23));
+  if (Math.floor(from * s) !== to || Math.floor(Math.fround(from * s)) !== to) throw new Error(`no float32 scale resizes ${from} to exactly ${to}`);
+  return s;
+}
 
 export class ModelBuilder {
   readonly graph: Graph;
@@ -48,13 +68,13 @@ export class ModelBuilder {
   }
 
   /** Create a parameter, or reuse it when a second forward pass over the same weights asks for it again. */
-  param(name: string, dims: number[], init: (rng: Rng, n: number) => number[] | Float32Array, decay = true): string {
+  param(name: string, dims: number[], init: (rng: Rng, n: number) => number[] | Float32Array, decay = true, kind: ParamKind = 'other'): string {
     const override = this.paramOverride.get(name);
     if (override) return override;
     if (this.graph.initializers.has(name)) return name;
     const values = init(this.rng, numel(dims));
     this.graph.addInitializer(name, makeTensor('float32', dims, values));
-    this.params.push({ name, decay });
+    this.params.push({ name, decay, kind });
     return name;
   }
 
@@ -78,12 +98,24 @@ export class ModelBuilder {
     return this.b.div(this.b.sub(x, m), s);
   }
 
+  /**
+   * Bilinear resize of square [N, C, from, from] images to [N, C, to, to], torch's
+   * F.interpolate(mode='bilinear', align_corners=False): ONNX Resize, linear, half_pixel. The batch is
+   * symbolic, so the target is given as scales [1, 1, s, s] (opset 17 has no axes attribute), with s the
+   * float32 nearest to to/from that ONNX Runtime turns back into exactly `to` pixels.
+   */
+  resizeInput(x: string, from: number, to: number): string {
+    if (from === to) return x;
+    const s = resizeScale(from, to);
+    return this.b.op('Resize', [x, '', this.b.constant(makeTensor('float32', [4], [1, 1, s, s]))], { mode: 'linear', coordinate_transformation_mode: 'half_pixel' });
+  }
+
   conv(x: string, name: string, cin: number, cout: number, k: number, opts: { stride?: number; pad?: number; bias?: boolean; groups?: number } = {}): string {
     const groups = opts.groups ?? 1;
     const fanIn = (cin / groups) * k * k;
-    const w = this.param(`${name}.weight`, [cout, cin / groups, k, k], this.uniform(1 / Math.sqrt(fanIn)));
+    const w = this.param(`${name}.weight`, [cout, cin / groups, k, k], this.uniform(1 / Math.sqrt(fanIn)), true, 'weight');
     const inputs = [x, w];
-    if (opts.bias) inputs.push(this.param(`${name}.bias`, [cout], this.uniform(1 / Math.sqrt(fanIn))));
+    if (opts.bias) inputs.push(this.param(`${name}.bias`, [cout], this.uniform(1 / Math.sqrt(fanIn)), true, 'bias'));
     const s = opts.stride ?? 1, p = opts.pad ?? 0;
     return this.b.op('Conv', inputs, { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p], group: groups });
   }
@@ -91,8 +123,8 @@ export class ModelBuilder {
   /** nn.Linear: y = x W^T + b with W [out, in]. */
   linear(x: string, name: string, fin: number, fout: number): string {
     const bound = 1 / Math.sqrt(fin);
-    const w = this.param(`${name}.weight`, [fout, fin], this.uniform(bound));
-    const bias = this.param(`${name}.bias`, [fout], this.uniform(bound));
+    const w = this.param(`${name}.weight`, [fout, fin], this.uniform(bound), true, 'weight');
+    const bias = this.param(`${name}.bias`, [fout], this.uniform(bound), true, 'bias');
     return this.b.op('Gemm', [x, w, bias], { transB: 1 });
   }
 
@@ -106,8 +138,8 @@ export class ModelBuilder {
   batchNorm(x: string, bnName: string, c: number, mode: BnMode = this.bnMode): string {
     const frozen = this.wing === 'frozen';
     const name = frozen ? `frozen.${bnName}` : bnName;
-    const scale = this.param(`${name}.weight`, [c], (_, n) => new Float32Array(n).fill(1));
-    const bias = this.param(`${name}.bias`, [c], (_, n) => new Float32Array(n));
+    const scale = this.param(`${name}.weight`, [c], (_, n) => new Float32Array(n).fill(1), true, 'norm');
+    const bias = this.param(`${name}.bias`, [c], (_, n) => new Float32Array(n), true, 'norm');
     const rm = this.buffer(`${name}.running_mean`, [c], 0);
     const rv = this.buffer(`${name}.running_var`, [c], 1);
     return this.batchNormWith(x, { scale, bias, rm, rv }, frozen ? 'eval' : mode);

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { closest } from 'fastest-levenshtein';
 import YAML from 'yaml';
 import { UserError } from '../util/errors.js';
+import { DECAY_SCOPES, type DecayScope } from './optimizer.js';
 import type { ScheduleKind } from './schedule.js';
 
 export const METHODS = ['standard', 'pgd-at', 'trades', 'fgsm-rs', 'sam', 'ft-at', 'ft-trades', 'twins-at', 'twins-trades'] as const;
@@ -20,6 +21,16 @@ export interface TrainConfig {
   activation: string;
   dataset: string;
   dataDir?: string;
+  /** folder: datasets: decode (resize, centre-crop) images to this square size (default 32). */
+  imageSize?: number;
+  /** Bilinear upsampling inside the model, as its first op (TWINS: CIFAR-10 to 224 for an ImageNet ResNet-50). */
+  inputResize?: number;
+  /**
+   * The model's normalisation constants, per channel (default: the dataset's). An ImageNet checkpoint keeps
+   * ImageNet's when fine-tuned on CIFAR-10, as TWINS' code does.
+   */
+  mean?: number[];
+  std?: number[];
   classes?: string;
   /** Fraction (<1) or count of the training set held out for validation. */
   valSplit: number;
@@ -31,10 +42,15 @@ export interface TrainConfig {
   batchSize: number;
   lr: number;
   schedule: ScheduleKind;
+  /** Piecewise schedule: epochs at which the learning rate is multiplied by 0.1 (default: 50% and 75% of training). */
+  milestones?: number[];
+  /** Linear warm-up from 0 over this many epochs. */
   warmup: number;
   momentum: number;
   nesterov: boolean;
   weightDecay: number;
+  /** Conv/linear 'weights' only (no BN affine, no biases); unset: every parameter (PyTorch's default). */
+  weightDecayScope?: Exclude<DecayScope, 'all'>;
   labelSmoothing: number;
   /** Training attack budget (L-inf, pixels). */
   eps: number;
@@ -42,6 +58,8 @@ export interface TrainConfig {
   alpha: number;
   /** Training attack steps. */
   steps: number;
+  /** Probability (< 1) that a training-attack example gets the random start (else it starts at x); SAT: 0.8. Unset: always. */
+  randomStartProb?: number;
   /** TRADES' beta. */
   beta: number;
   /** Validation: PGD steps and examples evaluated each epoch. */
@@ -70,7 +88,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'eps' | 'alpha' | 'steps'> & Part
   lambda: 1, rho: 0.05, smoothBackward: 'none', smoothAlpha: 10, saveEvery: 0,
 };
 
-export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init'];
+export const TRAIN_KEYS = [...Object.keys(TRAIN_DEFAULTS), 'width', 'depth', 'dataDir', 'imageSize', 'inputResize', 'classes', 'limit', 'eps', 'alpha', 'steps', 'init', 'milestones', 'weightDecayScope', 'randomStartProb', 'mean', 'std'];
 
 /** "8/255" or "0.1" -> number. */
 export function parseFraction(text: string | number, what: string): number {
@@ -110,9 +128,27 @@ export function readConfigFile(path: string, validKeys: readonly string[]): Reco
   return out;
 }
 
+/** "30,60,90" (command line, grid specs) or [30, 60, 90] (config files) -> sorted epochs, validated. */
+export function parseMilestones(v: string | number | number[], epochs: number): number[] {
+  const list = Array.isArray(v) ? v : String(v).split(',').map((s) => Number(s.trim()));
+  if (list.some((m) => !Number.isFinite(m) || m <= 0 || m >= epochs)) throw new UserError(`--milestones ${String(v)}: each must be an epoch strictly between 0 and --epochs ${epochs}`);
+  if (list.some((m, i) => i > 0 && m <= list[i - 1]!)) throw new UserError(`--milestones ${String(v)}: epochs must increase`);
+  return list.map(Number);
+}
+
+/** "0.485,0.456,0.406" (command line, grid specs) or [0.485, 0.456, 0.406] (config files) -> numbers. */
+export function parseNumberList(v: string | number | number[], what: string): number[] {
+  const list = Array.isArray(v) ? v.map(Number) : String(v).split(',').map((s) => Number(s.trim()));
+  if (list.length === 0 || list.some((x) => !Number.isFinite(x))) throw new UserError(`--${what} "${String(v)}" is not a comma-separated list of numbers`);
+  return list;
+}
+
+type ListKeys = 'milestones' | 'mean' | 'std';
+type RawTrainConfig = Partial<Omit<TrainConfig, ListKeys>> & { eps?: number | string; alpha?: number | string } & { [K in ListKeys]?: string | number | number[] };
+
 /** Defaults that depend on the method (the papers' settings, scaled to the eps given). */
-export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | string; alpha?: number | string }): TrainConfig {
-  const c = { ...TRAIN_DEFAULTS, ...raw } as TrainConfig & { eps?: number | string; alpha?: number | string };
+export function resolveTrainConfig(raw: RawTrainConfig): TrainConfig {
+  const c = { ...TRAIN_DEFAULTS, ...raw } as Omit<TrainConfig, ListKeys | 'eps' | 'alpha'> & RawTrainConfig;
   if (!METHODS.includes(c.method)) throw new UserError(`unknown method "${c.method}"; use one of ${METHODS.join(', ')}`);
   const clean = c.method === 'standard' || c.method === 'sam';
   const eps = c.eps === undefined ? (clean ? 0 : 0.1) : parseFraction(c.eps, 'eps');
@@ -121,7 +157,15 @@ export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | 
   // PGD-AT: eps/4 (2/255 at 8/255); TRADES: 0.007 at 0.031 (~eps/4.4); FGSM-RS: 1.25 eps.
   const alphaDefault = c.method === 'fgsm-rs' ? 1.25 * eps : c.method === 'trades' || c.method === 'ft-trades' ? (eps * 0.007) / 0.031 : eps / 4;
   const alpha = c.alpha === undefined ? alphaDefault : parseFraction(c.alpha, 'alpha');
-  const cfg: TrainConfig = { ...c, eps, alpha, steps };
+  const { milestones: rawMilestones, mean, std, ...rest } = c;
+  const cfg: TrainConfig = { ...rest, eps, alpha, steps };
+  if (mean !== undefined) cfg.mean = parseNumberList(mean, 'mean');
+  if (std !== undefined) cfg.std = parseNumberList(std, 'std');
+  if (cfg.std?.some((s) => !(s > 0))) throw new UserError('--std values must be positive');
+  if (rawMilestones !== undefined) {
+    if (cfg.schedule !== 'piecewise') throw new UserError(`--milestones applies to --schedule piecewise, not ${cfg.schedule}`);
+    cfg.milestones = parseMilestones(rawMilestones, cfg.epochs);
+  }
   const positiveInts: (keyof TrainConfig)[] = ['epochs', 'batchSize', 'steps', 'valLimit'];
   for (const k of positiveInts) if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1) throw new UserError(`--${kebab(k)} must be a positive integer, got ${cfg[k]}`);
   if (!(cfg.lr > 0)) throw new UserError(`--lr must be positive, got ${cfg.lr}`);
@@ -134,5 +178,20 @@ export function resolveTrainConfig(raw: Partial<TrainConfig> & { eps?: number | 
   if (!Number.isInteger(cfg.saveEvery) || cfg.saveEvery < 0) throw new UserError('--save-every must be a non-negative integer');
   if (!['piecewise', 'cosine', 'cyclic', 'constant'].includes(cfg.schedule)) throw new UserError(`unknown --schedule "${cfg.schedule}"; use piecewise, cosine, cyclic or constant`);
   if (cfg.labelSmoothing < 0 || cfg.labelSmoothing >= 1) throw new UserError('--label-smoothing must be in [0, 1)');
+  // The defaults are stored as "unset", so a run's id (a hash of its config) is the same however it is spelled
+  // and did not change when these options were added.
+  const scope = cfg.weightDecayScope as DecayScope | undefined;
+  if (scope !== undefined && !DECAY_SCOPES.includes(scope)) throw new UserError(`--weight-decay-scope must be one of ${DECAY_SCOPES.join(', ')}, got ${scope}`);
+  if (scope === 'all') delete cfg.weightDecayScope;
+  const prob = cfg.randomStartProb;
+  if (prob !== undefined && !(prob >= 0 && prob <= 1)) throw new UserError(`--random-start-prob must be in [0, 1], got ${prob}`);
+  if (prob === 1) delete cfg.randomStartProb;
+  if (!(cfg.warmup >= 0 && cfg.warmup < cfg.epochs)) throw new UserError(`--warmup must be at least 0 and below --epochs ${cfg.epochs}, got ${cfg.warmup}`);
+  for (const k of ['imageSize', 'inputResize'] as const) {
+    const v = cfg[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > 4096)) throw new UserError(`--${kebab(k)} must be a whole number of pixels (1..4096), got ${v}`);
+  }
+  // Built-in datasets have one size; upsampling them is the model's job (--input-resize).
+  if (cfg.imageSize !== undefined && !cfg.dataset.startsWith('folder:')) throw new UserError(`--image-size sets the decoded size of folder: datasets; ${cfg.dataset} has a fixed size (use --input-resize to upsample inside the model)`);
   return cfg;
 }

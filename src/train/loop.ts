@@ -15,13 +15,14 @@ import { readForeignState } from '../interop/state-dict.js';
 import { importedState, importOnnxFile } from '../interop/onnx-import.js';
 import { ensureImportedArtifacts } from '../interop/imported-artifacts.js';
 import type { ImportedCheckpointSource } from '../interop/load.js';
-import { batches, defaultAugment, loadDataset, numBatches, type Dataset } from '../data/index.js';
+import { defaultAugment, loadDataset, numBatches, readRange, streamBatches, type Dataset } from '../data/index.js';
 import { deriveSeed } from '../data/seeds.js';
 import { buildModel, parseActivation, type ModelSpec } from '../models/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
 import { ensureArtifacts, type ArtifactConfig, type Manifest as ArtifactsManifest } from './artifacts.js';
+import type { SgdConfig } from './optimizer.js';
 import type { Method, TrainConfig } from './config.js';
 import type { Tensor } from '../ir/tensor.js';
 import { initialState, ModelRuntime } from './runtime.js';
@@ -83,12 +84,21 @@ function prepareRunDir(files: RunFiles, cfg: TrainConfig, resume: boolean): void
   }
 }
 
-export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation'>, ds: Dataset): ModelSpec {
+export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation' | 'inputResize' | 'mean' | 'std'>, ds: Dataset): ModelSpec {
   if (ds.height !== ds.width) throw new UserError(`${ds.name}: images are ${ds.height}x${ds.width}; advrun's models need square inputs`);
+  for (const [k, v] of [['mean', cfg.mean], ['std', cfg.std]] as const) {
+    if (v && v.length !== ds.channels) throw new UserError(`--${k} has ${v.length} values but ${ds.name} has ${ds.channels} channels`);
+  }
   return {
     arch: cfg.arch, width: cfg.width, depth: cfg.depth, activation: parseActivation(cfg.activation),
-    numClasses: ds.numClasses, inChannels: ds.channels, imageSize: ds.height, mean: ds.mean, std: ds.std,
+    numClasses: ds.numClasses, inChannels: ds.channels, imageSize: ds.height, mean: cfg.mean ?? ds.mean, std: cfg.std ?? ds.std,
+    ...(cfg.inputResize !== undefined ? { inputResize: cfg.inputResize } : {}),
   };
+}
+
+/** The run's SGD settings; the decay scope is recorded only when it is not the default (artifact keys stay put). */
+function sgdConfigFor(cfg: TrainConfig): SgdConfig {
+  return { kind: 'sgd', momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay, ...(cfg.weightDecayScope ? { decayScope: cfg.weightDecayScope } : {}) };
 }
 
 export function artifactConfigFor(cfg: TrainConfig, model: ModelSpec): ArtifactConfig {
@@ -101,7 +111,7 @@ export function artifactConfigFor(cfg: TrainConfig, model: ModelSpec): ArtifactC
   const sb = cfg.smoothBackward;
   return {
     model, loss,
-    optimizer: { kind: 'sgd', momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay },
+    optimizer: sgdConfigFor(cfg),
     ...(cfg.method === 'sam' ? { samRho: cfg.rho } : {}),
     ...(sb !== 'none' ? { smoothBackward: { alpha: cfg.smoothAlpha, attacker: sb === 'attacker' || sb === 'both', optimizer: sb === 'optimizer' || sb === 'both' } } : {}),
   };
@@ -112,7 +122,7 @@ const TAKES_CLEAN_AND_ADV = new Set<Method>(['trades', 'ft-trades', 'twins-trade
 
 /** The attack used to make training examples, seeded per batch (eval-mode BN, as recorded in result.json). */
 function trainingAttack(cfg: TrainConfig, seed: number): Attack | undefined {
-  const pgd = (loss: 'ce' | 'kl') => new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, loss, seed });
+  const pgd = (loss: 'ce' | 'kl') => new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.steps, stepSize: cfg.alpha, randomStart: true, randomStartProb: cfg.randomStartProb, loss, seed });
   switch (cfg.method) {
     case 'standard': case 'sam': return undefined;
     case 'fgsm-rs': return new FgsmRs({ eps: cfg.eps, norm: 'linf', stepSize: cfg.alpha, seed });
@@ -140,7 +150,7 @@ async function importForFineTuning(cfg: TrainConfig, ds: Dataset, graphsDir: str
   if (sp.inChannels !== ds.channels || sp.imageSize !== ds.height || sp.numClasses !== ds.numClasses) {
     throw new UserError(`--init ${cfg.init} takes ${sp.inChannels}x${sp.imageSize}x${sp.imageSize} images and ${sp.numClasses} classes but ${ds.name} has ${ds.channels}x${ds.height}x${ds.width} and ${ds.numClasses}`);
   }
-  const train = { labelSmoothing: cfg.labelSmoothing, optimizer: { kind: 'sgd' as const, momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay } };
+  const train = { labelSmoothing: cfg.labelSmoothing, optimizer: sgdConfigFor(cfg) };
   // Recorded in the checkpoints: advrun eval/export rebuild the model from this ONNX file (see openModel).
   const onnx: ImportedCheckpointSource = { file: resolve(cfg.init!), sha256: im.sha256 };
   return { spec: sp, artifacts: ensureImportedArtifacts(im, graphsDir, { train }), state: importedState(im), onnx };
@@ -150,6 +160,19 @@ function withZeroMomentum(state: Map<string, Tensor>, manifest: ArtifactsManifes
   const out = new Map(state);
   for (const m of manifest.momentum) out.set(m, { dtype: 'float32', dims: [...state.get(m.slice('momentum.'.length))!.dims], data: new Float32Array(state.get(m.slice('momentum.'.length))!.data.length) });
   return out;
+}
+
+/**
+ * The MadryLab robustness library's checkpoints (Salman et al.'s robust ImageNet models, which TWINS
+ * fine-tunes) hold the network twice, as `model.*` and `attacker.model.*`, beside `normalizer.*` and
+ * `attacker.normalizer.*` constants: keep `model.*` (normalisation lives in advrun's model). Other layouts
+ * are returned unchanged.
+ */
+export function robustnessLibraryModel(tensors: Map<string, Tensor>): Map<string, Tensor> {
+  const keys = [...tensors.keys()];
+  const isLayout = keys.some((k) => k.startsWith('model.')) && keys.some((k) => k.startsWith('attacker.'))
+    && keys.every((k) => /^(model|attacker|normalizer)\./.test(k));
+  return isLayout ? new Map([...tensors].filter(([k]) => k.startsWith('model.'))) : tensors;
 }
 
 /** The tensors of a pre-trained model: an advrun checkpoint, or a PyTorch state_dict (.pt / .safetensors). */
@@ -162,6 +185,7 @@ function pretrainedState(init: string): { state: Map<string, Tensor>; spec?: Mod
   // DataParallel / torch.compile wrappers prefix every name.
   let tensors = readForeignState(init).tensors;
   for (const prefix of ['module.', 'model.', '_orig_mod.']) {
+    tensors = robustnessLibraryModel(tensors);
     if ([...tensors.keys()].every((k) => k.startsWith(prefix))) tensors = new Map([...tensors].map(([k, t]) => [k.slice(prefix.length), t]));
   }
   return { state: tensors };
@@ -175,9 +199,12 @@ export function fineTuneState(init: string, manifest: ArtifactsManifest, seed: n
   const fresh = initialState(manifest, seed);
   const pre = pretrainedState(init);
   const spec = manifest.config.model;
-  for (const k of ['arch', 'width', 'depth', 'inChannels', 'imageSize'] as const) {
+  for (const k of ['arch', 'width', 'depth', 'inChannels'] as const) {
     if (pre.spec && pre.spec[k] !== spec[k]) throw new UserError(`--init ${init} is a ${k} ${JSON.stringify(pre.spec[k])} model but this run builds ${k} ${JSON.stringify(spec[k])}`);
   }
+  // What the network body sees: a 224 ImageNet model fine-tunes on 32x32 images upsampled to 224 inside it.
+  const seen = (s: ModelSpec) => s.inputResize ?? s.imageSize;
+  if (pre.spec && seen(pre.spec) !== seen(spec)) throw new UserError(`--init ${init} was trained on ${seen(pre.spec)}x${seen(pre.spec)} inputs but this run feeds it ${seen(spec)}x${seen(spec)}; use --input-resize ${seen(pre.spec)}`);
   // The head is the module of the last parameter a single forward pass creates (fc.bias, linear.bias...).
   const last = buildModel(spec, { bnMode: 'eval', seed: 0 }).params.at(-1)!.name;
   const head = last.slice(0, last.lastIndexOf('.') + 1);
@@ -207,10 +234,9 @@ export async function validate(model: AttackModel, ds: Dataset, cfg: TrainConfig
   const n = Math.min(cfg.valLimit, ds.n);
   let clean = 0, robust = 0;
   const attack = cfg.eps > 0 ? new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.valSteps, randomStart: true, seed: cfg.seed }) : undefined;
-  const per = ds.channels * ds.height * ds.width;
   for (let s = 0; s < n; s += cfg.batchSize) {
     const m = Math.min(cfg.batchSize, n - s);
-    const x = ds.images.subarray(s * per, (s + m) * per);
+    const x = await readRange(ds, s, m);
     const y = ds.labels.subarray(s, s + m);
     clean += accuracy(await model.logits(x, m), y, ds.numClasses);
     if (attack) robust += (await attack.run(model, x, y, m)).robust.reduce((a, v) => a + v, 0);
@@ -230,7 +256,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const files = runFiles(opts.out);
   prepareRunDir(files, cfg, !!opts.resume);
 
-  const dataOpts = { dataDir: cfg.dataDir, classes: cfg.classes, val: cfg.valSplit, seed: 0, log: (l: string) => reporter.log(l) };
+  const dataOpts = { dataDir: cfg.dataDir, imageSize: cfg.imageSize, classes: cfg.classes, val: cfg.valSplit, seed: 0, log: (l: string) => reporter.log(l) };
   const trainSet = await loadDataset(cfg.dataset, 'train', { ...dataOpts, limit: cfg.limit });
   const valSet = await loadDataset(cfg.dataset, 'val', dataOpts);
   reporter.log(`data: ${trainSet.name} from ${trainSet.source} (${trainSet.n} train, ${valSet.n} validation images)`);
@@ -259,7 +285,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   writeFileAtomic(files.config, JSON.stringify({ train: cfg, model: spec, artifacts: artifacts.manifest.key, ...provenance() }, null, 2));
   writeFileAtomic(files.metrics, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
 
-  const schedule = { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, warmup: cfg.warmup };
+  const schedule = { kind: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, warmup: cfg.warmup, milestones: cfg.milestones?.map((m) => m / cfg.epochs) };
   const nb = numBatches(trainSet.n, cfg.batchSize, false);
   const augment = cfg.augment ? defaultAugment(trainSet) : false;
   const k = spec.numClasses;
@@ -271,7 +297,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
       const te = Date.now();
       let lossSum = 0, correct = 0, seen = 0, lr = 0;
       const attacker = rt.trainingAttacker();
-      for (const batch of batches(trainSet, { batchSize: cfg.batchSize, seed: cfg.seed, epoch, augment })) {
+      for await (const batch of streamBatches(trainSet, { batchSize: cfg.batchSize, seed: cfg.seed, epoch, augment })) {
         if (twins && batch.n % 2 === 1) {
           if (epoch === startEpoch) reporter.log(`TWINS: dropping the last batch of each epoch (${batch.n} images, odd)`);
           continue;
@@ -293,7 +319,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
       const score = val.robust ?? val.clean;
       const isBest = score > best.score;
       if (isBest) best = { epoch, score };
-      const meta = { model: spec, epoch: epoch + 1, step: rt.step, extra: { best, artifacts: artifacts.manifest.key, dataset: cfg.dataset, classes: cfg.classes ?? null, method: cfg.method, ...(imported ? { onnx: imported.onnx } : {}) } };
+      const meta = { model: spec, epoch: epoch + 1, step: rt.step, extra: { best, artifacts: artifacts.manifest.key, dataset: cfg.dataset, classes: cfg.classes ?? null, valSplit: cfg.valSplit, method: cfg.method, ...(imported ? { onnx: imported.onnx } : {}) } };
       const state = rt.getState();
       // Metrics, best and snapshots first, the latest checkpoint last: a crash in between leaves the
       // latest checkpoint one epoch behind, and resuming drops the extra metrics line and redoes that
@@ -312,7 +338,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const last = metrics[metrics.length - 1]!;
   writeFileAtomic(files.result, JSON.stringify({
     kind: 'train', method: cfg.method, dataset: cfg.dataset, arch: cfg.arch, activation: cfg.activation,
-    epochs: cfg.epochs, seed: cfg.seed, attack: cfg.eps === 0 ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, bn_mode: 'eval', smooth_backward: cfg.smoothBackward },
+    epochs: cfg.epochs, seed: cfg.seed, attack: cfg.eps === 0 ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, random_start_prob: cfg.randomStartProb ?? 1, bn_mode: 'eval', smooth_backward: cfg.smoothBackward },
     method_settings: methodSettings(cfg),
     final: { val_clean_acc: last.val_clean_acc, val_robust_acc: last.val_robust_acc, val_attack: { name: 'pgd', steps: cfg.valSteps, eps: cfg.eps, n: Math.min(cfg.valLimit, valSet.n) } },
     best_epoch: best.epoch, checkpoint: files.checkpoint, best_checkpoint: files.best, train_seconds: seconds, ...provenance(),

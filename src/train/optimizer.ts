@@ -1,4 +1,4 @@
-// SGD with momentum, Nesterov and decoupled-from-nothing (L2, PyTorch-style) weight decay, in-graph:
+// SGD with momentum, Nesterov and L2 (PyTorch-style, coupled) weight decay, in-graph:
 // every parameter and momentum buffer goes in as an input and comes out updated.
 //
 // PyTorch's torch.optim.SGD (dampening 0):  g = grad + wd * w;  buf = mu * buf + g;
@@ -13,6 +13,19 @@ export interface SgdConfig {
   momentum: number;
   nesterov: boolean;
   weightDecay: number;
+  /**
+   * Which parameters weight decay applies to: every one (PyTorch's single param group; the default) or
+   * 'weights', conv and linear weights only (no BN affine, no biases), SAT's ImageNet recipe.
+   */
+  decayScope?: DecayScope;
+}
+
+export const DECAY_SCOPES = ['all', 'weights'] as const;
+export type DecayScope = (typeof DECAY_SCOPES)[number];
+
+/** Whether weight decay applies to a parameter under `scope`. */
+export function decays(p: ParamInfo, scope: DecayScope = 'all'): boolean {
+  return p.decay && (scope === 'all' || p.kind === 'weight');
 }
 
 export const momentumName = (param: string) => `momentum.${param}`;
@@ -28,7 +41,7 @@ export function emitSgdUpdate(b: Builder, params: ParamInfo[], grads: Record<str
   const feedback: Record<string, string> = {};
   for (const p of params) {
     let grad = grads[p.name]!;
-    if (cfg.weightDecay !== 0 && p.decay) grad = b.add(grad, b.scale(p.name, cfg.weightDecay));
+    if (cfg.weightDecay !== 0 && decays(p, cfg.decayScope)) grad = b.add(grad, b.scale(p.name, cfg.weightDecay));
     let step = grad;
     if (cfg.momentum !== 0) {
       const buf = g.addInput(momentumName(p.name), 'float32', g.shape(p.name));

@@ -42,7 +42,7 @@ describe('accuracy against PyTorch on fashion-mnist-mini test', () => {
   // checked example by example against the reference (each example's attack is independent of the others).
   test.each([['preact18_w4.safetensors', PREACT_ARCH], ['preact18_w4.onnx', undefined]] as [string, ArchOptions | undefined][])('%s: same per-example outcomes as PyTorch', async (file, arch) => {
     const ref = readReference(fix('preact18_w4_ref.json'));
-    const ds = firstExamples(await fmnistTest(), 64);
+    const ds = await firstExamples(await fmnistTest(), 64);
     const rt = await runtimeFor(file, arch);
     const atk = attackOptionsFrom(ref.attack!);
     const r = await evaluatePerExample(rt, ds, atk.name, atk.options, 64);
@@ -52,7 +52,7 @@ describe('accuracy against PyTorch on fashion-mnist-mini test', () => {
 
   test('compare refuses different data and different attack settings', async () => {
     const ref = readReference(fix('preact18_w4_ref.json'));
-    const ds = firstExamples(await fmnistTest(), 20);
+    const ds = await firstExamples(await fmnistTest(), 20);
     const rt = await runtimeFor('preact18_w4.pt', PREACT_ARCH);
     const r = await evaluatePerExample(rt, ds, 'fgsm', { eps: 0.03, norm: 'linf', seed: 0 }, 20);
     const c = compareWithReference(r, ds, ref, { logits: 1e-4, accPoints: 0.5 });

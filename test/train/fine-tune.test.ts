@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { saveCheckpoint } from '../../src/checkpoint/checkpoint.js';
+import { writeSafetensors } from '../../src/checkpoint/safetensors.js';
+import { makeTensor } from '../../src/ir/tensor.js';
 import { readForeignState } from '../../src/interop/state-dict.js';
 import { parseActivation } from '../../src/models/index.js';
 import { ensureArtifacts } from '../../src/train/artifacts.js';
@@ -46,5 +48,26 @@ describe('fine-tuning initial state', () => {
     const spec = { arch: 'small-cnn', numClasses: 5, inChannels: 1, imageSize: 12, width: 8, activation: parseActivation('relu'), mean: [0.3], std: [0.3] };
     const art = ensureArtifacts({ model: spec, loss: { kind: 'ce', labelSmoothing: 0 }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 } }, dir);
     expect(() => fineTuneState(join(dir, 'pre.safetensors'), art.manifest, 0)).toThrow(/is a width 4 model but this run builds width 8/);
+  });
+
+  test('robustness-library checkpoint (Salman et al.): model.* is used, attacker.* and normalizer.* dropped', () => {
+    const spec = { arch: 'small-cnn', numClasses: 5, inChannels: 1, imageSize: 12, width: 4, activation: parseActivation('relu'), mean: [0.3], std: [0.3] };
+    const art = ensureArtifacts({ model: spec, loss: { kind: 'ce', labelSmoothing: 0 }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 } }, dir);
+    const pre = initialState(art.manifest, 11);
+    const file: Record<string, ReturnType<typeof makeTensor>> = {
+      'module.normalizer.new_mean': makeTensor('float32', [1, 1, 1], [0.5]),
+      'module.attacker.normalizer.new_mean': makeTensor('float32', [1, 1, 1], [0.5]),
+    };
+    for (const p of art.manifest.params.map((q) => q.name)) {
+      file[`module.model.${p}`] = pre.get(p)!;
+      file[`module.attacker.model.${p}`] = makeTensor('float32', pre.get(p)!.dims); // zeros: must not be picked
+    }
+    for (const b of art.manifest.buffers) file[`module.model.${b}`] = pre.get(b)!;
+    const path = join(dir, 'robustness.safetensors');
+    writeSafetensors(path, file);
+    const ft = ensureArtifacts({ model: { ...spec, numClasses: 3 }, loss: { kind: 'ce', labelSmoothing: 0 }, optimizer: { kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 0 } }, dir);
+    const s = fineTuneState(path, ft.manifest, 0);
+    expect(arr(s.get('conv2.weight')!)).toEqual(arr(pre.get('conv2.weight')!));
+    expect(arr(s.get('bn3.running_var')!)).toEqual(arr(pre.get('bn3.running_var')!));
   });
 });

@@ -1,6 +1,7 @@
 // advrun's generated graphs against PyTorch on committed fixtures (test/fixtures/torch/make_fixtures.py):
 // eval logits and input gradient, train-mode parameter gradients and BN statistics, label smoothing,
-// and 5 SGD-momentum steps (plain and Nesterov) from the same initial weights and batches.
+// and 5 SGD-momentum steps (plain, Nesterov, and SAT's Nesterov with weight decay on conv/fc weights only)
+// from the same initial weights and batches.
 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -119,4 +120,29 @@ describe('small-cnn matches PyTorch', () => {
       }
     });
   }
+
+  test("SAT's optimiser: Nesterov, weight decay on conv/fc weights only (two torch param groups), label smoothing 0.1", async () => {
+    const rt = runtimeFrom(config({ weightDecay: 5e-4, nesterov: true, decayScope: 'weights' }, 0.1), train);
+    runtimes.push(rt);
+    expect(rt.manifest.params.filter((p) => p.kind === 'weight').map((p) => p.name)).toEqual(['conv1.weight', 'conv2.weight', 'conv3.weight', 'fc.weight']);
+    const want = toNumbers(train.get('weights_only.losses')!);
+    for (let s = 0; s < 5; s++) {
+      const ys = Int32Array.from(toNumbers(train.get(`y_step${s}`)!));
+      const { loss } = await rt.trainStep(train.get(`x_step${s}`)!.data as Float32Array, ys, ys.length, 0.05);
+      expect(Math.abs(loss - want[s]!) / Math.abs(want[s]!), `step ${s}`).toBeLessThan(1e-4);
+    }
+    const state = rt.getState();
+    for (const p of rt.manifest.params) {
+      expect(maxAbsDiff(state.get(p.name)!.data as Float32Array, train.get(`weights_only.final.${p.name}`)!), p.name).toBeLessThan(1e-4);
+    }
+    // Decaying everything instead would move the BN affine parameters and biases away from torch's.
+    const all = runtimeFrom(config({ weightDecay: 0.5, nesterov: true }, 0.1), train);
+    runtimes.push(all);
+    const only = runtimeFrom(config({ weightDecay: 0.5, nesterov: true, decayScope: 'weights' }, 0.1), train);
+    runtimes.push(only);
+    const ys = Int32Array.from(toNumbers(train.get('y_step0')!));
+    for (const r of [all, only]) await r.trainStep(train.get('x_step0')!.data as Float32Array, ys, ys.length, 0.05);
+    const bnWeight = (r: ModelRuntime) => Array.from(r.getState().get('bn1.weight')!.data as Float32Array);
+    expect(bnWeight(all)).not.toEqual(bnWeight(only));
+  });
 });

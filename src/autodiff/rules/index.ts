@@ -11,3 +11,4 @@ import './pool.js';
 import './batchnorm.js';
 import './linear.js';
 import './parametric.js';
+import './resize.js';

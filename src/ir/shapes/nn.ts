@@ -4,6 +4,7 @@ import { attrInt, attrInts, type Shape, type ValueType } from '../graph.js';
 import { windowGeometry, windowOutputSize } from '../conv-geometry.js';
 import { registerShape, type ShapeContext } from '../shape-registry.js';
 import { broadcastShapes } from './elementwise.js';
+import { resizeAxes } from '../resize-geometry.js';
 
 function shapeOf(ctx: ShapeContext, i: number): Shape {
   const t = ctx.inputs[i];
@@ -103,4 +104,10 @@ registerShape(['SoftmaxCrossEntropyLoss', 'NegativeLogLikelihoodLoss'], (ctx) =>
   const reduction = (ctx.node.attrs.reduction?.value as string | undefined) ?? 'mean';
   const loss: ValueType = { dtype: ctx.inputs[0]!.dtype, shape: reduction === 'none' ? [x[0]!, ...x.slice(2)] : [] };
   return ctx.node.outputs.length > 1 ? [loss, { dtype: ctx.inputs[0]!.dtype, shape: [...x] }] : [loss];
+});
+
+// Resize: static output sizes from constant scales/sizes (see resize-geometry.ts); unknown otherwise.
+registerShape('Resize', (ctx) => {
+  const x = ctx.inputs[0]!;
+  return [{ dtype: x.dtype, shape: x.shape ? resizeAxes(ctx.graph, ctx.node, x.shape)?.outShape ?? null : null }];
 });
