@@ -20,8 +20,9 @@ export interface RuntimeOptions {
   log?: (msg: string) => void;
   /**
    * ONNX Runtime's CPU memory arena. Off by default: each run's buffers go back to the system allocator,
-   * which keeps a training process near its true peak (the arena grows in powers of two and never
-   * shrinks: 1.7x the memory on PreActResNet-18 width 64) at ~8 % of train-step time (bench/RESULTS.md).
+   * which keeps a long-lived session such as the train step near its true peak (the arena grows in powers
+   * of two and never shrinks: 1.7x the memory on PreActResNet-18 width 64) at ~8 % of train-step time
+   * (bench/RESULTS.md). ModelRuntime keeps it on for its short-lived compiled-state sessions.
    * ADVRUN_MEM_ARENA=1 turns it on everywhere.
    */
   memArena?: boolean;

@@ -105,7 +105,10 @@ export class ModelRuntime implements AttackModel {
     if (this.compiledVersion !== this.stateVersion) await this.releaseCompiled(this.stateVersion);
     let s = this.compiled.get(name);
     if (!s) {
-      s = CompiledGraph.create(this.bytesWithState(name), { ...this.opts, label: name });
+      // These sessions live for one model state, so their memory arena is returned at every rebuild and
+      // never accumulates (unlike the train step's, which stays off by default): keep it, it saves ~10 % of
+      // an attack step on narrow networks.
+      s = CompiledGraph.create(this.bytesWithState(name), { ...this.opts, label: name, memArena: this.opts.memArena ?? true });
       this.compiled.set(name, s);
     }
     return s;
