@@ -26,14 +26,13 @@ async function timeLayer([N, C, M, H, k, s, p]) {
   const rand = (dims) => toOrt(makeTensor('float32', dims, rng.fillUniform(new Float32Array(dims.reduce((a, b) => a * b, 1)), -1, 1)));
   const feeds = { x: rand([N, C, H, H]), gy: rand([N, M, Ho, Ho]), w: rand([M, C, k, k]) };
   const win = { kernel: [k, k], strides: [s, s], dilations: [1, 1], padsBegin: [p, p] };
-  const padsEnd = [0, 1].map(() => Math.max(0, s * (Ho - 1) + k - H - p));
   const conv = { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p] };
   const variants = {
     'forward Conv': (b, x, gy, w) => b.op('Conv', [x, w], conv),
     'dx ConvTranspose': (b, x, gy, w) => b.op('ConvTranspose', [gy, w], { ...conv, output_padding: H - (s * (Ho - 1) + k - 2 * p) ? [H - (s * (Ho - 1) + k - 2 * p), H - (s * (Ho - 1) + k - 2 * p)] : undefined }),
     ...(s === 1 ? { 'dx flipped Conv': (b, x, gy, w) => b.op('Conv', [gy, b.slice(b.transpose(w, [1, 0, 2, 3]), [-1, -1], [-k - 1, -k - 1], [2, 3], [-1, -1])], { kernel_shape: [k, k], pads: Array(4).fill(k - 1 - p) }) } : {}),
-    'dw over batch': (b, x, gy) => columnsOverBatch(b, x, gy, win, 1, padsEnd),
-    'dw per image': (b, x, gy) => columnsPerImage(b, x, gy, win, padsEnd),
+    'dw over batch': (b, x, gy) => columnsOverBatch(b, x, gy, win, 1),
+    'dw per image': (b, x, gy) => columnsPerImage(b, x, gy, win),
   };
   const out = {};
   const results = {};

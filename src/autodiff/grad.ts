@@ -5,7 +5,7 @@
 // which of its inputs need cotangents: an input-gradient graph computes no weight gradients and vice versa.
 
 import { Builder } from '../ir/builder.js';
-import { Graph, GraphError, type Node } from '../ir/graph.js';
+import { Graph, GraphError, NODE_PHASE, type Node } from '../ir/graph.js';
 import { makeTensor, type DType } from '../ir/tensor.js';
 import { customVjp, NON_DIFFERENTIABLE, vjpRuleFor, type VjpContext, type VjpRule } from './registry.js';
 import './rules/index.js';
@@ -42,9 +42,6 @@ function backwardReach(g: Graph, loss: string): Set<string> {
   }
   return needed;
 }
-
-/** Name prefix of every node addGradients emits (profiles attribute their time to the backward pass). */
-export const BACKWARD_PHASE = 'bwd';
 
 /**
  * Append to `g` the nodes computing d(loss)/d(w) for every w in `wrt` (graph inputs, initializers or
@@ -107,7 +104,7 @@ export function addGradients(g: Graph, loss: string, wrt: string[], opts: GradOp
 
   const out: Record<string, string> = {};
   for (const w of wrt) out[w] = total(w) ?? b.zerosLike(w);
-  g.tagNodesSince(firstNode, BACKWARD_PHASE);
+  g.tagNodesSince(firstNode, NODE_PHASE.backward);
   return out;
 }
 

@@ -5,6 +5,10 @@
 import { type DType, type Tensor } from './tensor.js';
 import { inferShapes } from './shape-registry.js';
 
+/** Node-name prefixes of the generated backward and optimizer-update nodes (untagged nodes are forward). */
+export const NODE_PHASE = { backward: 'bwd', update: 'upd' } as const;
+export type NodePhase = (typeof NODE_PHASE)[keyof typeof NODE_PHASE];
+
 /** A dimension: a number when static, a name (e.g. "N") when symbolic. */
 export type Dim = number | string;
 export type Shape = Dim[];
@@ -194,7 +198,7 @@ export class Graph {
    * Prefix the names of the nodes added since `start` (an earlier `nodes.length`) with `phase/`, so a
    * runtime profile can attribute time to forward, backward and update (see runtime/profile.ts).
    */
-  tagNodesSince(start: number, phase: string): void {
+  tagNodesSince(start: number, phase: NodePhase): void {
     for (let i = start; i < this.nodes.length; i++) this.nodes[i]!.name = `${phase}/${this.nodes[i]!.name}`;
   }
   private freshNodeName(op: string): string {

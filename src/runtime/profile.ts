@@ -4,6 +4,7 @@
 // generated graph belongs to the forward pass, except the layout conversions ONNX Runtime inserts.
 
 import { readFileSync } from 'node:fs';
+import { NODE_PHASE } from '../ir/graph.js';
 
 export type Phase = 'forward' | 'backward' | 'update' | 'layout';
 
@@ -22,11 +23,12 @@ export interface ProfileSummary {
   phases: Record<Phase, number>;
 }
 
-const LAYOUT_OPS = new Set(['ReorderInput', 'ReorderOutput', 'Transpose_NCHWc']);
+/** The layout conversions ONNX Runtime inserts around its NCHWc convolutions. */
+const LAYOUT_OPS = new Set(['ReorderInput', 'ReorderOutput']);
 
 export function phaseOf(nodeName: string, op: string): Phase {
-  if (nodeName.startsWith('bwd/')) return 'backward';
-  if (nodeName.startsWith('upd/')) return 'update';
+  if (nodeName.startsWith(`${NODE_PHASE.backward}/`)) return 'backward';
+  if (nodeName.startsWith(`${NODE_PHASE.update}/`)) return 'update';
   if (LAYOUT_OPS.has(op)) return 'layout';
   return 'forward';
 }

@@ -6,6 +6,7 @@
 // step's buf equals g exactly as PyTorch's clone-on-first-step.)
 
 import type { Builder } from '../ir/builder.js';
+import { NODE_PHASE } from '../ir/graph.js';
 import type { ParamInfo } from '../models/layers.js';
 
 export interface SgdConfig {
@@ -32,9 +33,6 @@ export const momentumName = (param: string) => `momentum.${param}`;
 export const nextName = (state: string) => `next.${state}`;
 
 /** Emit the update for each parameter; returns state input -> updated output names. */
-/** Name prefix of the optimizer-update nodes (see runtime/profile.ts). */
-export const UPDATE_PHASE = 'upd';
-
 export function emitSgdUpdate(b: Builder, params: ParamInfo[], grads: Record<string, string>, lr: string, cfg: SgdConfig): Record<string, string> {
   const g = b.graph;
   const firstNode = g.nodes.length;
@@ -51,7 +49,7 @@ export function emitSgdUpdate(b: Builder, params: ParamInfo[], grads: Record<str
     }
     feedback[p.name] = output(b, b.sub(p.name, b.mul(lr, step)), nextName(p.name));
   }
-  g.tagNodesSince(firstNode, UPDATE_PHASE);
+  g.tagNodesSince(firstNode, NODE_PHASE.update);
   return feedback;
 }
 

@@ -7,9 +7,8 @@
 // Training mode (training_mode = 1) normalises with the batch statistics over N and the spatial axes
 // (biased variance, as ONNX defines it), which depend on x:
 //   dx = scale * invstd * (g - mean(g) - xhat * mean(g * xhat))
-// (the usual (1/m) * invstd * scale * (m*g - sum g - xhat * sum(g*xhat)), written with means so the
-// element count m never appears and a symbolic batch size costs nothing). input_mean/input_var do not
-// affect Y in this mode. The running_mean / running_var outputs are statistics updates, not part of the
+// computed in the folded form of batchStatisticsVjp (below), which advrun's own train-mode BN also uses
+// through the custom rule BATCH_STATISTICS_BN_VJP. input_mean/input_var do not affect Y in this mode. The running_mean / running_var outputs are statistics updates, not part of the
 // model function: their cotangents are ignored, as PyTorch updates its running buffers outside autograd.
 
 import type { Builder } from '../../ir/builder.js';
@@ -34,18 +33,10 @@ registerVjp('BatchNormalization', ({ b, node, gradOutputs: [gy], input, needs })
   const sumNS = (v: string) => b.reduceSum(v, axes, false); // over N and spatial axes -> [C]
 
   if (training) {
-    // Batch statistics, recomputed (keepdims: [1, C, 1, ...]).
-    const mean = b.reduceMean(x, axes, true);
-    const xc = b.sub(x, mean);
-    const invstd = b.op('Reciprocal', [b.sqrt(b.add(b.reduceMean(b.mul(xc, xc), axes, true), b.scalarLike(eps, x)))]);
-    const xhat = b.mul(xc, invstd);
-    const gxhat = b.mul(gy, xhat);
-    let gx: string | undefined;
-    if (needs(0)) {
-      const centred = b.sub(b.sub(gy, b.reduceMean(gy, axes, true)), b.mul(xhat, b.reduceMean(gxhat, axes, true)));
-      gx = b.mul(centred, b.mul(invstd, ch(scale)));
-    }
-    return [gx, needs(1) ? sumNS(gxhat) : undefined, needs(2) ? sumNS(gy) : undefined];
+    // Batch statistics, recomputed: input_mean/input_var do not affect Y in this mode.
+    const mean = b.reduceMean(x, axes, false);
+    const xc = b.sub(x, ch(mean));
+    return batchStatisticsVjp(b, x, gy, scale, mean, b.reduceMean(b.mul(xc, xc), axes, false), eps, needs);
   }
 
   const mean = input(3), variance = input(4);
@@ -80,12 +71,20 @@ export const BATCH_STATISTICS_BN_VJP = 'batchnorm-batch-statistics';
 registerCustomVjp(BATCH_STATISTICS_BN_VJP, ({ b, node, gradOutputs: [gy], input, needs }) => {
   if (!gy) return [];
   if (node.op !== 'BatchNormalization') throw new Error(`${BATCH_STATISTICS_BN_VJP} applies to BatchNormalization nodes, not ${node.op}`);
-  const x = input(0), scale = input(1), mean = input(3), variance = input(4);
+  return batchStatisticsVjp(b, input(0), gy, input(1), input(3), input(4), attrFloat(node, 'epsilon', 1e-5), needs);
+});
+
+/**
+ * Cotangents of x (through the statistics), scale and B for BN normalising x [N, C, ...] with its own
+ * batch statistics `mean`, `variance` ([C], biased): the closed form above. Shared by training_mode=1
+ * nodes (which recompute the statistics) and the custom rule (which takes the forward's).
+ */
+function batchStatisticsVjp(b: Builder, x: string, gy: string, scale: string, mean: string, variance: string, eps: number, needs: (i: number) => boolean): (string | undefined)[] {
   const rank = b.rank(x);
   const axes = [0, ...range(rank - 2, 2)];
   const ch = (v: string) => perChannel(b, v, rank);
   const sumNS = (v: string) => b.reduceSum(v, axes, false);
-  const invstd = b.op('Reciprocal', [b.sqrt(b.add(variance, b.scalarLike(attrFloat(node, 'epsilon', 1e-5), variance)))]); // [C]
+  const invstd = b.op('Reciprocal', [b.sqrt(b.add(variance, b.scalarLike(eps, variance)))]); // [C]
   const xc = b.sub(x, ch(mean));
   const sumG = sumNS(gy), sumGXc = sumNS(b.mul(gy, xc));
   let gx: string | undefined;
@@ -100,4 +99,4 @@ registerCustomVjp(BATCH_STATISTICS_BN_VJP, ({ b, node, gradOutputs: [gy], input,
     gx = b.add(b.add(b.mul(gy, ch(a)), b.mul(xc, ch(coefXc))), ch(offset));
   }
   return [gx, needs(1) ? b.mul(sumGXc, invstd) : undefined, needs(2) ? sumG : undefined];
-});
+}

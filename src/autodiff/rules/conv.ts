@@ -86,14 +86,18 @@ export interface ConvWindow {
  * measures both per layer shape (bench/RESULTS.md): the crossover lies between P/M = 0.25 and 0.77.
  */
 export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
-  const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
-  const { kernel, strides, dilations, padsBegin } = win;
-  // End padding: exactly what the last window needs (rows no window reaches, when the forward's floor
-  // skipped up to s-1 trailing ones, are simply not padded; both formulations still produce O positions).
-  const padsEnd = S.map((n, i) => Math.max(0, strides[i]! * (O[i]! - 1) + (kernel[i]! - 1) * dilations[i]! + 1 - n - padsBegin[i]!));
-  const P = O.reduce((a, c) => a * c, 1), M = staticDim(b, gdst, 1);
-  if (group === 1 && P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M) return columnsPerImage(b, src, gdst, win, padsEnd);
-  return columnsOverBatch(b, src, gdst, win, group, padsEnd);
+  const P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1), M = staticDim(b, gdst, 1);
+  if (group === 1 && P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M) return columnsPerImage(b, src, gdst, win);
+  return columnsOverBatch(b, src, gdst, win, group);
+}
+
+/**
+ * End padding of a window mapping spatial sizes S to O: exactly what the last window needs. Rows no window
+ * reaches (when the forward's floor skipped up to s-1 trailing ones) are simply not padded; either
+ * weight-gradient formulation still produces O positions.
+ */
+export function windowEndPads(S: number[], O: number[], win: ConvWindow): number[] {
+  return S.map((n, i) => Math.max(0, win.strides[i]! * (O[i]! - 1) + (win.kernel[i]! - 1) * win.dilations[i]! + 1 - n - win.padsBegin[i]!));
 }
 
 /** Output positions per output channel from which the per-image weight gradient is the faster one. */
@@ -105,8 +109,9 @@ export const PER_IMAGE_MIN_POSITIONS_PER_CHANNEL = 0.5;
  * convolution kernel. One batched MatMul [N, M, P] x [N, P, C*K] (the transpose folds into the GEMM)
  * and a sum over N give dW.
  */
-export function columnsPerImage(b: Builder, src: string, gdst: string, win: ConvWindow, padsEnd: number[]): string {
+export function columnsPerImage(b: Builder, src: string, gdst: string, win: ConvWindow): string {
   const { kernel, strides, dilations, padsBegin } = win;
+  const padsEnd = windowEndPads(staticDims(b, src, 2), staticDims(b, gdst, 2), win);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
   const K = kernel.reduce((a, c) => a * c, 1), P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1);
   const oneHot = new Float32Array(C * K * K);
@@ -127,8 +132,9 @@ export function columnsPerImage(b: Builder, src: string, gdst: string, win: Conv
  * The columns enter that MatMul through Transpose(perm [0, 2, 1]), which ONNX Runtime folds into the
  * GEMM (MatMul+Transpose fusion) instead of copying them. The batch enters only through -1 in Reshape targets.
  */
-export function columnsOverBatch(b: Builder, src: string, gdst: string, win: ConvWindow, group: number, padsEnd: number[]): string {
+export function columnsOverBatch(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
   const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
+  const padsEnd = windowEndPads(S, O, win);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
   const r = S.length;
   const { kernel, strides, dilations, padsBegin } = win;
