@@ -42,6 +42,7 @@ import {
   indicesWhere,
   isCorrect,
   projectRow,
+  requirePositiveInt,
   SALT,
   validateBaseOptions,
   type BaseAttackOptions,
@@ -70,7 +71,7 @@ export interface ApgdParams {
   seed: number;
 }
 
-/** Iteration counts after which APGD checks the step size, for nIter iterations. */
+/** Iteration counts after which APGD checks the step size, for nIter iterations (the schedule apgdRun follows). */
 export function apgdCheckpoints(nIter: number): number[] {
   let k = Math.max(Math.floor(0.22 * nIter), 1);
   const kMin = Math.max(Math.floor(0.06 * nIter), 1);
@@ -167,10 +168,8 @@ async function apgdRun(
   const lossBestLastCheck = lossBest.slice();
   const reducedLastCheck = new Uint8Array(m).fill(1);
 
-  let interval = Math.max(Math.floor(0.22 * p.nIter), 1);
-  const intervalMin = Math.max(Math.floor(0.06 * p.nIter), 1);
-  const intervalDecr = Math.max(Math.floor(0.03 * p.nIter), 1);
-  let sinceCheck = 0;
+  const checkpoints = apgdCheckpoints(p.nIter);
+  let nextCheck = 0;
   let active = all.filter((j) => !broken[j]);
 
   for (let it = 0; it < p.nIter && active.length > 0; it++) {
@@ -208,8 +207,9 @@ async function apgdRun(
       }
     }
 
-    sinceCheck++;
-    if (sinceCheck === interval) {
+    if (it + 1 === checkpoints[nextCheck]) {
+      const interval = checkpoints[nextCheck]! - (checkpoints[nextCheck - 1] ?? 0);
+      nextCheck++;
       for (const j of active) {
         const reduce = apgdReduceStep(increases[j]!, interval, p.rho, reducedLastCheck[j] === 1, lossBestLastCheck[j]!, lossBest[j]!);
         reducedLastCheck[j] = reduce ? 1 : 0;
@@ -221,8 +221,6 @@ async function apgdRun(
           copyRow(grad, j, gradBest, j, d);
         }
       }
-      interval = Math.max(interval - intervalDecr, intervalMin);
-      sinceCheck = 0;
     }
     active = active.filter((j) => !broken[j]);
   }
@@ -373,9 +371,7 @@ export class ApgdT implements Attack {
   constructor(o: ApgdTOptions) {
     this.params = resolveApgd(this.name, o);
     this.nTargetClasses = o.nTargetClasses ?? 9;
-    if (!Number.isInteger(this.nTargetClasses) || this.nTargetClasses < 1) {
-      throw new UserError(`apgd-t: nTargetClasses must be an integer >= 1, got ${String(o.nTargetClasses)}`);
-    }
+    requirePositiveInt(this.name, 'nTargetClasses', this.nTargetClasses);
   }
 
   settings(): Record<string, unknown> {

@@ -30,15 +30,11 @@ export function validateBaseOptions(attack: string, o: BaseAttackOptions, norms:
   if (o.norm === 'linf' && o.eps > 1) {
     throw new UserError(`${attack}: eps must be in [0, 1] for linf (images are in [0, 1] pixel space), got ${o.eps}`);
   }
-  if (o.steps !== undefined && (!Number.isInteger(o.steps) || o.steps < 1)) {
-    throw new UserError(`${attack}: steps must be an integer >= 1, got ${String(o.steps)}`);
-  }
+  if (o.steps !== undefined) requirePositiveInt(attack, 'steps', o.steps);
   if (o.stepSize !== undefined && (typeof o.stepSize !== 'number' || !Number.isFinite(o.stepSize) || o.stepSize < 0)) {
     throw new UserError(`${attack}: stepSize must be a finite number >= 0, got ${String(o.stepSize)}`);
   }
-  if (o.restarts !== undefined && (!Number.isInteger(o.restarts) || o.restarts < 1)) {
-    throw new UserError(`${attack}: restarts must be an integer >= 1, got ${String(o.restarts)}`);
-  }
+  if (o.restarts !== undefined) requirePositiveInt(attack, 'restarts', o.restarts);
   if (typeof o.seed !== 'number' || !Number.isFinite(o.seed)) {
     throw new UserError(`${attack}: seed must be a finite number, got ${String(o.seed)}`);
   }
@@ -130,6 +126,26 @@ export function margin(logits: ArrayLike<number>, row: number, k: number, label:
   let other = -Infinity;
   for (let c = 0; c < k; c++) if (c !== label && logits[o + c]! > other) other = logits[o + c]!;
   return logits[o + label]! - other;
+}
+
+/**
+ * Per example, whether the arg max of its logits is its label (a tie goes to the lower class index, as
+ * argmax does): clean accuracy everywhere (training, evaluation, compare).
+ */
+export function argmaxCorrect(logits: Float32Array, y: Int32Array, k: number): Uint8Array {
+  const out = new Uint8Array(y.length);
+  for (let i = 0; i < y.length; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (logits[i * k + j]! > logits[i * k + best]!) best = j;
+    out[i] = best === y[i] ? 1 : 0;
+  }
+  return out;
+}
+
+/** The points `argmaxCorrect` keeps, gathered: what an attack is run on. */
+export function gatherCorrect(x: Float32Array, y: Int32Array, correct: Uint8Array, per: number): { idx: number[]; x: Float32Array; y: Int32Array } {
+  const idx = indicesWhere(correct);
+  return { idx, x: gatherRows(x, idx, per), y: gatherInts(y, idx) };
 }
 
 export function isCorrect(logits: ArrayLike<number>, row: number, k: number, label: number): boolean {

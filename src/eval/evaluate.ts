@@ -1,9 +1,9 @@
 // Robustness evaluation: clean accuracy and accuracy under an attack, run on the points the model
 // classifies correctly (the others already count as errors), with gradient-masking sanity checks.
 
+import { argmaxCorrect, gatherCorrect } from '../attacks/common.js';
 import { createAttack, type Attack, type AttackModel, type CreateAttackOptions } from '../attacks/index.js';
 import { head, streamBatches, type Dataset } from '../data/index.js';
-import { accuracy } from '../train/loop.js';
 
 export interface EvalResult {
   clean_acc: number;
@@ -12,18 +12,6 @@ export interface EvalResult {
   attack: Record<string, unknown> | null;
   warnings: string[];
   seconds: number;
-}
-
-function gatherCorrect(x: Float32Array, y: Int32Array, logits: Float32Array, k: number, per: number) {
-  const idx: number[] = [];
-  for (let i = 0; i < y.length; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (logits[i * k + j]! > logits[i * k + best]!) best = j;
-    if (best === y[i]) idx.push(i);
-  }
-  const xs = new Float32Array(idx.length * per);
-  idx.forEach((src, dst) => xs.set(x.subarray(src * per, (src + 1) * per), dst * per));
-  return { x: xs, y: Int32Array.from(idx, (i) => y[i]!), n: idx.length };
 }
 
 /** Warnings for the usual signs of gradient masking or a mis-wired model (AutoAttack checks.py, ART). */
@@ -65,17 +53,18 @@ export async function evaluate(model: AttackModel, ds: Dataset, o: EvaluateOptio
     const m = Math.min(batch.n, n - seen);
     const x = batch.x.subarray(0, m * per), y = batch.y.subarray(0, m);
     if (seen === 0) warnings = await sanityChecks(model, x, y, m);
-    const logits = await model.logits(x, m);
-    clean += accuracy(logits, y, k);
+    const correct = argmaxCorrect(await model.logits(x, m), y, k);
+    clean += correct.reduce((a, v) => a + v, 0);
     if (attack) {
-      const c = gatherCorrect(x, y, logits, k, per);
-      if (c.n > 0) {
-        const r = await attack.run(model, c.x, c.y, c.n);
+      const c = gatherCorrect(x, y, correct, per);
+      if (c.idx.length > 0) {
+        const r = await attack.run(model, c.x, c.y, c.idx.length);
         robust += r.robust.reduce((a, v) => a + v, 0);
-        const stages = r.stages;
-        if (stages) {
-          whiteBoxRobust += stages.find((s) => s.name === 'apgd-t')?.robust ?? 0;
-          blackBoxExtra += (stages.find((s) => s.name === 'apgd-t')?.robust ?? 0) - (stages.find((s) => s.name === 'square')?.robust ?? 0);
+        if (r.stages) {
+          // aa-lite's per-stage survivors: APGD-T ends the white-box part, Square the black-box one.
+          const survivors = (stage: string) => r.stages!.find((s) => s.name === stage)?.robust ?? 0;
+          whiteBoxRobust += survivors('apgd-t');
+          blackBoxExtra += survivors('apgd-t') - survivors('square');
         }
       }
     }

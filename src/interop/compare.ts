@@ -10,6 +10,7 @@
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { argmaxCorrect, gatherCorrect } from '../attacks/common.js';
 import { createAttack, type AttackModel, type CreateAttackOptions } from '../attacks/index.js';
 import { writeSafetensors } from '../checkpoint/safetensors.js';
 import { head, materialize, streamBatches, type Dataset } from '../data/index.js';
@@ -120,16 +121,6 @@ export interface PerExampleResult {
   seconds: number;
 }
 
-function argmaxCorrect(logits: Float32Array, y: Int32Array, k: number): Uint8Array {
-  const out = new Uint8Array(y.length);
-  for (let i = 0; i < y.length; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (logits[i * k + j]! > logits[i * k + best]!) best = j;
-    out[i] = best === y[i] ? 1 : 0;
-  }
-  return out;
-}
-
 /** advrun's evaluate() procedure, keeping each example's outcome. */
 export async function evaluatePerExample(model: AttackModel, ds: Dataset, attackName: string | null, o: CreateAttackOptions, batchSize: number): Promise<PerExampleResult> {
   const t0 = Date.now();
@@ -144,12 +135,10 @@ export async function evaluatePerExample(model: AttackModel, ds: Dataset, attack
     const ok = argmaxCorrect(z, batch.y, k);
     clean.set(ok, seen);
     if (attack && robust) {
-      const idx = [...ok.keys()].filter((i) => ok[i]);
-      if (idx.length) {
-        const xs = new Float32Array(idx.length * per);
-        idx.forEach((src, dst) => xs.set(batch.x.subarray(src * per, (src + 1) * per), dst * per));
-        const r = await attack.run(model, xs, Int32Array.from(idx, (i) => batch.y[i]!), idx.length);
-        idx.forEach((src, j) => { robust[seen + src] = r.robust[j]!; });
+      const c = gatherCorrect(batch.x, batch.y, ok, per);
+      if (c.idx.length) {
+        const r = await attack.run(model, c.x, c.y, c.idx.length);
+        c.idx.forEach((src, j) => { robust[seen + src] = r.robust[j]!; });
       }
     }
     seen += batch.n;

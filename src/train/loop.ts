@@ -6,6 +6,7 @@
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { argmaxCorrect } from '../attacks/common.js';
 import { FgsmRs } from '../attacks/fgsm.js';
 import { Pgd } from '../attacks/pgd.js';
 import type { Attack, AttackModel } from '../attacks/types.js';
@@ -219,14 +220,9 @@ export function fineTuneState(init: string, manifest: ArtifactsManifest, seed: n
   return fresh;
 }
 
+/** Number of correctly classified examples. */
 export function accuracy(logits: Float32Array, y: Int32Array, k: number): number {
-  let correct = 0;
-  for (let i = 0; i < y.length; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (logits[i * k + j]! > logits[i * k + best]!) best = j;
-    if (best === y[i]) correct++;
-  }
-  return correct;
+  return argmaxCorrect(logits, y, k).reduce((a, v) => a + v, 0);
 }
 
 /** Clean and PGD accuracy on (a prefix of) a dataset; the PGD seed is fixed so epochs are comparable. */

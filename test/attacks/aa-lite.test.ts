@@ -37,6 +37,11 @@ describe('aa-lite', () => {
       expect(count(aa.robust)).toBeLessThan(count(ce.robust));
       expect(count(aa.robust)).toBeGreaterThan(0);
       expect(aa.robust[3]).toBe(0);
+      // Per-stage survivors (evaluate's gradient-masking check reads them by name): non-increasing, ending at the result.
+      expect(aa.stages!.map((st) => st.name)).toEqual(['apgd-ce', 'apgd-t', 'square']);
+      const survivors = aa.stages!.map((st) => st.robust);
+      expect(survivors).toEqual([...survivors].sort((a, b) => b - a));
+      expect(survivors[2]).toBe(count(aa.robust));
       expect(aa.xAdv.subarray(3 * model.d, 4 * model.d)).toEqual(x.subarray(3 * model.d, 4 * model.d));
       expect(aa.queries).toBeLessThan(ce.queries + t.queries + sq.queries);
       expect(Array.from(await correctMask(model, aa.xAdv, y, n))).toEqual(Array.from(aa.robust));
