@@ -18,7 +18,8 @@ import { activationName, buildModel } from '../models/index.js';
 import { measurePeakGflops } from '../runtime/peak.js';
 import { modelProtoToGraph } from '../onnx/io.js';
 import { formatProfile, producerNames, readProfile, type ProfileSummary } from '../runtime/profile.js';
-import { modelSpecFrom, sgdFrom, withModelOptions, withOptimizerOptions } from './options.js';
+import { sgdConfig } from '../train/optimizer.js';
+import { modelSpecFrom, withModelOptions, withOptimizerOptions } from './options.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TORCH_PYTHON = '/usr/bin/python3';
@@ -120,7 +121,7 @@ export const benchCommand: CommandModule = {
   handler: async (argv) => {
     const a = argv as any;
     const threads = a.threads ?? cpus().length;
-    const cfg = { model: modelSpecFrom(a), loss: { kind: 'ce' as const, labelSmoothing: a.labelSmoothing }, optimizer: sgdFrom(a) };
+    const cfg = { model: modelSpecFrom(a), loss: { kind: 'ce' as const, labelSmoothing: a.labelSmoothing }, optimizer: sgdConfig(a) };
     const art = ensureArtifacts(cfg, mkdtempSync(join(tmpdir(), 'advrun-bench-')));
     const state = initialState(art.manifest, 0);
     if (!Number.isInteger(a.attackSteps) || a.attackSteps < 1) throw new UserError(`--attack-steps must be a positive integer, got ${a.attackSteps}`);

@@ -10,7 +10,8 @@ import { ensureArtifacts } from '../train/artifacts.js';
 import { crossEntropy } from '../train/losses.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { modelSpecFrom, sgdFrom, withModelOptions, withOptimizerOptions } from './options.js';
+import { sgdConfig } from '../train/optimizer.js';
+import { modelSpecFrom, withModelOptions, withOptimizerOptions } from './options.js';
 
 const gradCommand: CommandModule = {
   command: 'grad',
@@ -47,7 +48,7 @@ const buildCommand: CommandModule = {
     .option('out', { type: 'string', default: 'graphs', describe: 'artifacts root; files go to <out>/<content hash>/' }),
   handler: (argv) => {
     const a = argv as any;
-    const cfg = { model: modelSpecFrom(a), loss: { kind: 'ce' as const, labelSmoothing: a.labelSmoothing }, optimizer: sgdFrom(a) };
+    const cfg = { model: modelSpecFrom(a), loss: { kind: 'ce' as const, labelSmoothing: a.labelSmoothing }, optimizer: sgdConfig(a) };
     const art = ensureArtifacts(cfg, resolve(a.out));
     const graphs = Object.entries(art.manifest.graphs).map(([k, v]) => `${k} (${v.inputs.length} inputs, ${v.outputs.length} outputs)`).join(', ');
     console.log(`${art.cached ? 'cached' : 'built'} ${art.dir}: ${graphs}`);

@@ -2,7 +2,6 @@
 
 import type { Argv } from 'yargs';
 import { archNames, parseActivation, type ModelSpec } from '../models/index.js';
-import type { SgdConfig } from '../train/optimizer.js';
 import { UserError } from '../util/errors.js';
 
 export function withModelOptions<T>(y: Argv<T>) {
@@ -54,9 +53,4 @@ export function modelSpecFrom(a: { arch: string; width?: number; activation: str
   };
 }
 
-export function sgdFrom(a: { momentum: number; nesterov: boolean; weightDecay: number }): SgdConfig {
-  if (a.momentum < 0 || a.momentum >= 1) throw new UserError(`--momentum must be in [0, 1), got ${a.momentum}`);
-  if (a.nesterov && a.momentum === 0) throw new UserError('--nesterov needs a non-zero --momentum');
-  if (a.weightDecay < 0) throw new UserError('--weight-decay must be >= 0');
-  return { kind: 'sgd', momentum: a.momentum, nesterov: a.nesterov, weightDecay: a.weightDecay };
-}
+

@@ -1,7 +1,8 @@
 // `advrun reproduce twins|sat|rfn --preset smoke|cpu|paper --out DIR [--dry-run]`
 
 import type { CommandModule } from 'yargs';
-import { PAPERS, PRESETS, reproduce, writePlan, type ExecutionProvider, type Paper, type Preset } from '../methods/reproduce.js';
+import { PAPERS, PRESETS, reproduce, writePlan, type Paper, type Preset } from '../methods/reproduce.js';
+import type { ExecutionProvider } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { quiet } from './progress.js';
 

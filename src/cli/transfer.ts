@@ -132,7 +132,7 @@ export const transferCommand: CommandModule = {
         attack_settings: r.attack, seed: a.seed, bn_mode: 'eval',
         n: nSel, n_requested: a.n, batch_size: a.batchSize,
         selection: { rule: SELECTION_RULE, scanned: r.selection.scanned, indices: Array.from(r.selection.indices) },
-        dataset: ds.name, split, classes: a.classes ?? null, data_source: ds.source,
+        dataset: ds.name, split, classes: usedClasses, data_source: ds.source,
         surrogates: surrogatePaths.map(describe), targets: targetPaths.map(describe),
         warnings, seconds: r.seconds, ...provenance(),
       };

@@ -11,6 +11,7 @@
 // expanded into runs: a pure function of the options, which --dry-run writes out) and run (the grids,
 // then the tables; RFN also crafts transfer attacks and measures sharpness per seed).
 
+import type { ExecutionProvider } from '../runtime/session.js';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +27,6 @@ export const PAPERS = ['twins', 'sat', 'rfn'] as const;
 export type Paper = (typeof PAPERS)[number];
 export const PRESETS = ['smoke', 'cpu', 'paper'] as const;
 export type Preset = (typeof PRESETS)[number];
-export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu' | 'auto';
 
 type Flat = Record<string, unknown>;
 
@@ -43,8 +43,6 @@ export interface ReproduceOptions {
   batchSize?: number;
   /** Seeds instead of the preset's. */
   seeds?: number[];
-  /** Expand and write every run's configuration (DIR/plan.json) without running anything. */
-  dryRun?: boolean;
   grid?: Omit<RunGridOptions, 'out'>;
   log?: (line: string) => void;
 }

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { closest } from 'fastest-levenshtein';
 import YAML from 'yaml';
 import { UserError } from '../util/errors.js';
-import { DECAY_SCOPES, type DecayScope } from './optimizer.js';
+import { DECAY_SCOPES, sgdConfig, type DecayScope } from './optimizer.js';
 import type { ScheduleKind } from './schedule.js';
 
 export const METHODS = ['standard', 'pgd-at', 'trades', 'fgsm-rs', 'sam', 'ft-at', 'ft-trades', 'twins-at', 'twins-trades'] as const;
@@ -169,6 +169,7 @@ export function resolveTrainConfig(raw: RawTrainConfig): TrainConfig {
   const positiveInts: (keyof TrainConfig)[] = ['epochs', 'batchSize', 'steps', 'valLimit'];
   for (const k of positiveInts) if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1) throw new UserError(`--${kebab(k)} must be a positive integer, got ${cfg[k]}`);
   if (!(cfg.lr > 0)) throw new UserError(`--lr must be positive, got ${cfg.lr}`);
+  sgdConfig(cfg);
   if (!clean && eps === 0) throw new UserError(`--method ${cfg.method} needs --eps > 0`);
   if (FINE_TUNE_METHODS.includes(cfg.method) && !cfg.init) throw new UserError(`--method ${cfg.method} fine-tunes a pre-trained model: pass --init CHECKPOINT`);
   if (cfg.method.startsWith('twins') && cfg.batchSize % 2 !== 0) throw new UserError(`--method ${cfg.method} splits each batch into two halves: --batch-size must be even, got ${cfg.batchSize}`);

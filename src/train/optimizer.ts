@@ -8,6 +8,7 @@
 import type { Builder } from '../ir/builder.js';
 import { NODE_PHASE } from '../ir/graph.js';
 import type { ParamInfo } from '../models/layers.js';
+import { UserError } from '../util/errors.js';
 
 export interface SgdConfig {
   kind: 'sgd';
@@ -19,6 +20,14 @@ export interface SgdConfig {
    * 'weights', conv and linear weights only (no BN affine, no biases), SAT's ImageNet recipe.
    */
   decayScope?: DecayScope;
+}
+
+/** SGD settings as every entry point (train, grids, graphs, bench) accepts them; one-line errors otherwise. */
+export function sgdConfig(o: { momentum: number; nesterov: boolean; weightDecay: number }): SgdConfig {
+  if (!(o.momentum >= 0 && o.momentum < 1)) throw new UserError(`--momentum must be in [0, 1), got ${o.momentum}`);
+  if (o.nesterov && o.momentum === 0) throw new UserError('--nesterov needs a non-zero --momentum');
+  if (!(o.weightDecay >= 0)) throw new UserError(`--weight-decay must be >= 0, got ${o.weightDecay}`);
+  return { kind: 'sgd', momentum: o.momentum, nesterov: o.nesterov, weightDecay: o.weightDecay };
 }
 
 export const DECAY_SCOPES = ['all', 'weights'] as const;

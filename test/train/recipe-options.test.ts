@@ -39,6 +39,10 @@ describe('learning-rate milestones and warm-up', () => {
   });
 
   test('bad milestones and warm-up are one-line user errors', () => {
+    // SGD settings are checked for every entry point (train, config files, grids), not only on the command line.
+    expect(() => resolveTrainConfig({ momentum: 1.5 })).toThrow(/--momentum must be in \[0, 1\), got 1.5/);
+    expect(() => resolveTrainConfig({ momentum: 0, nesterov: true })).toThrow(/--nesterov needs a non-zero --momentum/);
+    expect(() => resolveTrainConfig({ weightDecay: -1 })).toThrow(/--weight-decay must be >= 0/);
     expect(() => resolveTrainConfig({ epochs: 60, milestones: '50,30' })).toThrow(/--milestones 50,30: epochs must increase/);
     expect(() => resolveTrainConfig({ epochs: 60, milestones: '30,60' })).toThrow(/strictly between 0 and --epochs 60/);
     expect(() => resolveTrainConfig({ epochs: 60, milestones: 'x' })).toThrow(/--milestones x/);
