@@ -98,11 +98,26 @@ export function decodeForeignState(buf: Uint8Array, source: string): ForeignStat
     const f = decodeTorchFile(buf, source);
     const { entries, path } = findStateDict(f.root, source);
     for (const [k, ref] of entries) tensors.set(k, convertRaw(f.raw(ref)));
-    return { tensors, format: 'pt', metadata: {}, unwrapped: path };
+    return { tensors: robustnessLibraryModel(tensors), format: 'pt', metadata: {}, unwrapped: path };
   }
   const st = decodeForeignSafetensors(buf, source);
   for (const [k, raw] of st.tensors) tensors.set(k, convertRaw(raw));
-  return { tensors, format: 'safetensors', metadata: st.metadata, unwrapped: [] };
+  return { tensors: robustnessLibraryModel(tensors), format: 'safetensors', metadata: st.metadata, unwrapped: [] };
+}
+
+/**
+ * The MadryLab robustness library's checkpoints (Salman et al.'s robust ImageNet models, which TWINS
+ * fine-tunes) hold the network twice, as `model.*` and `attacker.model.*`, beside `normalizer.*` and
+ * `attacker.normalizer.*` constants, usually under a DataParallel `module.` prefix. Keep the `model.*`
+ * copy (normalisation lives in advrun's model; wrapper prefixes are stripped later, as for any
+ * state_dict); other layouts are returned unchanged.
+ */
+function robustnessLibraryModel(tensors: Map<string, Tensor>): Map<string, Tensor> {
+  const bare = (k: string) => (k.startsWith('module.') ? k.slice('module.'.length) : k);
+  const keys = [...tensors.keys()].map(bare);
+  const isLayout = keys.some((k) => k.startsWith('model.')) && keys.some((k) => k.startsWith('attacker.'))
+    && keys.every((k) => /^(model|attacker|normalizer)\./.test(k));
+  return isLayout ? new Map([...tensors].filter(([k]) => bare(k).startsWith('model.'))) : tensors;
 }
 
 // ---------- fitting onto an architecture ----------

@@ -163,19 +163,6 @@ function withZeroMomentum(state: Map<string, Tensor>, manifest: ArtifactsManifes
   return out;
 }
 
-/**
- * The MadryLab robustness library's checkpoints (Salman et al.'s robust ImageNet models, which TWINS
- * fine-tunes) hold the network twice, as `model.*` and `attacker.model.*`, beside `normalizer.*` and
- * `attacker.normalizer.*` constants: keep `model.*` (normalisation lives in advrun's model). Other layouts
- * are returned unchanged.
- */
-export function robustnessLibraryModel(tensors: Map<string, Tensor>): Map<string, Tensor> {
-  const keys = [...tensors.keys()];
-  const isLayout = keys.some((k) => k.startsWith('model.')) && keys.some((k) => k.startsWith('attacker.'))
-    && keys.every((k) => /^(model|attacker|normalizer)\./.test(k));
-  return isLayout ? new Map([...tensors].filter(([k]) => k.startsWith('model.'))) : tensors;
-}
-
 /** The tensors of a pre-trained model: an advrun checkpoint, or a PyTorch state_dict (.pt / .safetensors). */
 function pretrainedState(init: string): { state: Map<string, Tensor>; spec?: ModelSpec } {
   if (detectModelKind(init).kind === 'advrun') {
@@ -186,7 +173,6 @@ function pretrainedState(init: string): { state: Map<string, Tensor>; spec?: Mod
   // DataParallel / torch.compile wrappers prefix every name.
   let tensors = readForeignState(init).tensors;
   for (const prefix of ['module.', 'model.', '_orig_mod.']) {
-    tensors = robustnessLibraryModel(tensors);
     if ([...tensors.keys()].every((k) => k.startsWith(prefix))) tensors = new Map([...tensors].map(([k, t]) => [k.slice(prefix.length), t]));
   }
   return { state: tensors };

@@ -7,7 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { saveCheckpoint } from '../../src/checkpoint/checkpoint.js';
 import { writeSafetensors } from '../../src/checkpoint/safetensors.js';
 import { makeTensor } from '../../src/ir/tensor.js';
-import { readForeignState } from '../../src/interop/state-dict.js';
+import { fitState, readForeignState } from '../../src/interop/state-dict.js';
 import { parseActivation } from '../../src/models/index.js';
 import { ensureArtifacts } from '../../src/train/artifacts.js';
 import { fineTuneState } from '../../src/train/loop.js';
@@ -69,5 +69,8 @@ describe('fine-tuning initial state', () => {
     const s = fineTuneState(path, ft.manifest, 0);
     expect(arr(s.get('conv2.weight')!)).toEqual(arr(pre.get('conv2.weight')!));
     expect(arr(s.get('bn3.running_var')!)).toEqual(arr(pre.get('bn3.running_var')!));
+    // The layout is handled where foreign state_dicts are read, so eval / export / transfer open it too.
+    const fitted = fitState(readForeignState(path).tensors, spec, path).state;
+    expect(arr(fitted.get('conv2.weight')!)).toEqual(arr(pre.get('conv2.weight')!));
   });
 });
