@@ -12,6 +12,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { runFiles } from '../train/run-files.js';
 import { UserError } from '../util/errors.js';
 import type { GridPlan, PlannedRun } from './expand.js';
 import { lockHeld, readLock } from './lock.js';
@@ -31,12 +32,13 @@ export function gridPaths(dir: string) {
   return { dir: d, grid: join(d, 'grid.json'), spec: join(d, 'grid-spec.json'), slurm: join(d, 'slurm.json'), slurmDir: join(d, 'slurm'), runs: join(d, 'runs') };
 }
 
+/** A grid run's directory: what `advrun train --out` writes there (runFiles), plus the scheduler's own files. */
 export function runPaths(dir: string, id: string) {
-  const d = join(resolve(dir), 'runs', id);
+  const train = runFiles(join(resolve(dir), 'runs', id));
+  const d = train.dir;
   return {
-    dir: d, run: join(d, 'run.json'), config: join(d, 'config.json'), result: join(d, 'result.json'), eval: join(d, 'eval.json'),
-    attempts: join(d, 'attempts.json'), lock: join(d, 'lock'), trainLog: join(d, 'train.log'), evalLog: join(d, 'eval.log'),
-    trainConfig: join(d, 'train-config.json'), checkpoint: join(d, 'checkpoint.safetensors'), best: join(d, 'checkpoint-best.safetensors'),
+    ...train, run: join(d, 'run.json'), eval: join(d, 'eval.json'), attempts: join(d, 'attempts.json'), lock: join(d, 'lock'),
+    trainLog: join(d, 'train.log'), evalLog: join(d, 'eval.log'), trainConfig: join(d, 'train-config.json'),
   };
 }
 

@@ -546,7 +546,7 @@ async function runRfn(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit
   await runStage(tgt, o);
   const ep = o.ep ? ['--ep', o.ep] : [];
   const targets = tgt.plan.runs.map((run) => runPaths(tgt.dir, run.id).checkpoint);
-  const ck = (run: { id: string }, epoch?: number) => (epoch ? join(runPaths(sur.dir, run.id).dir, `checkpoint-epoch${epoch}.safetensors`) : runPaths(sur.dir, run.id).checkpoint);
+  const ck = (run: { id: string }, epoch?: number) => (epoch ? runPaths(sur.dir, run.id).snapshot(epoch) : runPaths(sur.dir, run.id).checkpoint);
   const transferArgs = (split: string, n: number) => ['--targets', targets.join(','), '--attack', 'bim', '--eps', r.eps, '--steps', String(r.steps), '--step-size', 'eps/10', '--split', split, '-n', String(n), ...ep];
 
   const kinds = ['sgd (fully trained)', `sgd (early-stopped, epoch ${r.early})`, 'SAM (rho 0.05)', 'l-SAM (rho selected on validation)'];

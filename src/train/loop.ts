@@ -29,6 +29,7 @@ import type { Tensor } from '../ir/tensor.js';
 import { initialState, ModelRuntime } from './runtime.js';
 import type { LossConfig } from './objectives.js';
 import { learningRate } from './schedule.js';
+import { runFiles, type RunFiles } from './run-files.js';
 
 export interface EpochMetrics {
   epoch: number;
@@ -50,20 +51,6 @@ export interface Reporter {
 }
 
 export const silentReporter: Reporter = { start() {}, batch() {}, epoch() {}, log() {}, stop() {} };
-
-export interface RunFiles {
-  dir: string;
-  config: string;
-  metrics: string;
-  checkpoint: string;
-  best: string;
-  result: string;
-}
-
-export function runFiles(dir: string): RunFiles {
-  const d = resolve(dir);
-  return { dir: d, config: join(d, 'config.json'), metrics: join(d, 'metrics.jsonl'), checkpoint: join(d, 'checkpoint.safetensors'), best: join(d, 'checkpoint-best.safetensors'), result: join(d, 'result.json') };
-}
 
 const RESUME_IGNORED = new Set(['ep', 'threads']);
 
@@ -308,7 +295,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
       // epoch identically.
       writeFileAtomic(files.metrics, metrics.map((x) => JSON.stringify(x) + '\n').join(''));
       if (isBest) saveCheckpoint(files.best, state, meta);
-      if (cfg.saveEvery > 0 && (epoch + 1) % cfg.saveEvery === 0) saveCheckpoint(join(files.dir, `checkpoint-epoch${epoch + 1}.safetensors`), state, meta);
+      if (cfg.saveEvery > 0 && (epoch + 1) % cfg.saveEvery === 0) saveCheckpoint(files.snapshot(epoch + 1), state, meta);
       saveCheckpoint(files.checkpoint, state, meta);
       reporter.epoch(m);
     }

@@ -70,3 +70,16 @@ describe('advrun train + eval', () => {
     expect(metrics(broken)).toEqual(metrics(whole));
   });
 });
+
+describe('snapshots and the recorded validation split', () => {
+  test('--save-every writes checkpoint-epoch<k>; the checkpoint records --val-split, which eval --split val reuses', () => {
+    const out = join(tmp(), 'snap');
+    const r = runCli(trainArgs(out, ['--epochs', '2', '--width', '4', '--method', 'standard', '--save-every', '1', '--val-split', '37', '--limit', '300', '--json']));
+    expect(r.code, r.stderr).toBe(0);
+    for (const k of [1, 2]) expect(existsSync(join(out, `checkpoint-epoch${k}.safetensors`))).toBe(true);
+    expect(existsSync(join(out, 'checkpoint-epoch3.safetensors'))).toBe(false);
+    const e = runCli(['eval', '--model', join(out, 'checkpoint-epoch1.safetensors'), '--split', 'val', '--json']);
+    expect(e.code, e.stderr).toBe(0);
+    expect(JSON.parse(e.stdout).n).toBe(37);
+  });
+});
