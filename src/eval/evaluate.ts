@@ -50,8 +50,8 @@ export async function evaluate(model: AttackModel, ds: Dataset, o: EvaluateOptio
   let warnings: string[] = [];
   let whiteBoxRobust = 0, blackBoxExtra = 0;
   for await (const batch of streamBatches(head(ds, n), { batchSize: o.batchSize, shuffle: false })) {
-    const m = Math.min(batch.n, n - seen);
-    const x = batch.x.subarray(0, m * per), y = batch.y.subarray(0, m);
+    // head() already stops at n examples.
+    const { x, y, n: m } = batch;
     if (seen === 0) warnings = await sanityChecks(model, x, y, m);
     const correct = argmaxCorrect(await model.logits(x, m), y, k);
     clean += correct.reduce((a, v) => a + v, 0);

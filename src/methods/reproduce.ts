@@ -133,6 +133,12 @@ function epOf(o: ReproduceOptions): Flat {
 // 10000 (ImageNet) or 1000 (CIFAR-10) training images for advrun's per-epoch validation, and the
 // best-epoch checkpoint it selects; the papers train on every image (a 0.8% / 2% difference).
 
+/** "30,60,90" -> "30, 60 and 90", for the tables' notes (built from the presets, so they cannot drift). */
+function listText(csv: string): string {
+  const v = csv.split(',');
+  return v.length > 1 ? `${v.slice(0, -1).join(', ')} and ${v.at(-1)}` : v[0]!;
+}
+
 /** TWINS: a robust ImageNet ResNet-50 fine-tuned on CIFAR-10 upsampled to 224 inside the model. */
 const TWINS_PAPER = {
   seeds: [0, 1, 2], batchSize: 128, lr: 0.003, epochs: 60, milestones: '30,50', momentum: 0.9, weightDecay: 1e-5,
@@ -309,7 +315,7 @@ function planSat(o: ReproduceOptions): ReproductionPlan {
     'weight-decay-scope': 'weights', 'val-split': p.valSplit, 'val-limit': 1000, 'val-steps': 10, ...epOf(o),
   };
   const evalSpec: Flat = { dataset: `folder:${dirs.val}`, split: 'test', attack: 'pgd', eps: p.eps, steps: p.evalSteps, 'step-size': p.evalStepSize, 'batch-size': Math.min(batch, 128) };
-  const note = `Our setting: the paper's. ResNet-50 on ImageNet (${dirs.train}, images resized to cover and centre-cropped to 224, ImageNet's mean/std inside the model), PGD-1 training attack (eps 4/255, step 4/255, random start with probability 0.8, BN in eval mode), adversarial images only, label smoothing 0.1, SGD Nesterov momentum 0.9, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)} with a 5-epoch linear warm-up from 0, x0.1 at epochs 30, 60 and 90 of 100, weight decay 1e-4 on conv/FC weights only; evaluated with PGD-200 (eps 4/255, step 1/255) on the whole val folder (${dirs.val}); seeds ${seeds.join(', ')}. Differences from the paper: augmentation is advrun's random crop (4-pixel padding) and flip, not RandomResizedCrop; ${p.valSplit} training images are held out for per-epoch validation.`;
+  const note = `Our setting: the paper's. ResNet-50 on ImageNet (${dirs.train}, images resized to cover and centre-cropped to 224, ImageNet's mean/std inside the model), PGD-${p.steps} training attack (eps ${p.eps}, step ${p.alpha}, random start with probability ${p.randomStartProb}, BN in eval mode), adversarial images only, label smoothing ${p.labelSmoothing}, SGD Nesterov momentum ${p.momentum}, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)} with a ${p.warmup}-epoch linear warm-up from 0, x0.1 at epochs ${listText(p.milestones)} of ${p.epochs}, weight decay ${p.weightDecay} on conv/FC weights only; evaluated with PGD-${p.evalSteps} (eps ${p.eps}, step ${p.evalStepSize}) on the whole val folder (${dirs.val}); seeds ${seeds.join(', ')}. Differences from the paper: augmentation is advrun's random crop (4-pixel padding) and flip, not RandomResizedCrop; ${p.valSplit} training images are held out for per-epoch validation.`;
   return { paper: 'sat', preset: 'paper', stages: [planStage('sat', satGrid(trainBase, evalSpec, seeds), o)], after: [], note };
 }
 
@@ -374,7 +380,7 @@ function planTwins(o: ReproduceOptions): ReproductionPlan {
     lambda: p.lambda, 'val-split': p.valSplit, 'val-limit': 1000, 'val-steps': 10, ...epOf(o),
   };
   const evalSpec: Flat = { ...data, attack: 'pgd', eps: p.eps, steps: p.steps, 'step-size': p.alpha, 'batch-size': Math.min(batch, 128) };
-  const note = `Our setting: the paper's. The robust ImageNet ResNet-50 ${init} fine-tuned on CIFAR-10 (32x32, upsampled bilinearly to 224 and normalised with ImageNet's mean/std inside the model, as the official code does; random crop and flip) with a new 10-way head: SGD momentum 0.9, lr 0.003, x0.1 at epochs 30 and 50 of 60, batch ${batch}, weight decay 1e-5, PGD-10 (eps 8/255, step 2/255) training examples, lambda 1; evaluated with PGD-10 (eps 8/255, step 2/255) on the 10000 CIFAR-10 test images; seeds ${seeds.join(', ')}. Differences from the paper: ${p.valSplit} training images are held out for per-epoch validation. The paper's table values were not retrievable; its claim is qualitative.`;
+  const note = `Our setting: the paper's. The robust ImageNet ResNet-50 ${init} fine-tuned on CIFAR-10 (32x32, upsampled bilinearly to ${p.inputResize} and normalised with ImageNet's mean/std inside the model, as the official code does; random crop and flip) with a new 10-way head: SGD momentum ${p.momentum}, lr ${p.lr}, x0.1 at epochs ${listText(p.milestones)} of ${p.epochs}, batch ${batch}, weight decay ${p.weightDecay}, PGD-${p.steps} (eps ${p.eps}, step ${p.alpha}) training examples, lambda ${p.lambda}; evaluated with PGD-${p.steps} (eps ${p.eps}, step ${p.alpha}) on the 10000 CIFAR-10 test images; seeds ${seeds.join(', ')}. Differences from the paper: ${p.valSplit} training images are held out for per-epoch validation. The paper's table values were not retrievable; its claim is qualitative.`;
   return { paper: 'twins', preset: 'paper', stages: [planStage('twins', twinsGrid(trainBase, evalSpec, seeds), o)], after: [], note };
 }
 
@@ -527,7 +533,7 @@ function planRfn(o: ReproduceOptions): ReproductionPlan {
     seeds, rhos: p.rhos, early: p.early, eps: p.eps, steps: p.steps, valN: p.valN, testN: p.n, testData: ['--dataset', `folder:${dirs.val}`],
     sharp: { n: p.sharpN, iters: p.iters, samples: p.samples, extra: ['--val', String(p.valSplit)] },
   };
-  const note = `Our setting: the paper's protocol on ImageNet (${dirs.train}, 224x224). Surrogates: ResNet-50 trained normally with SGD (momentum 0.9, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)}, x0.1 at epochs 30 and 60 of 90, weight decay 1e-4: torchvision's recipe, as METHODS.md gives none), the snapshot at epoch ${p.early} as the early-stopped surrogate, SAM (rho 0.05) and l-SAM (rho from {${p.rhos.join(', ')}} chosen by transfer success on ${p.valN} held-out training images). Targets: ${p.targetSeeds.length} independently trained ResNet-50s (seeds ${p.targetSeeds.join(', ')}), not adversarially trained — advrun has no other ImageNet architecture, so this is not the paper's zoo of architectures. BIM (I-FGSM, no random start) L-inf eps 4/255, step eps/10, 50 iterations, on the first ${p.n} images of ${dirs.val} every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${p.sharpN} training images, eval mode; seeds ${seeds.join(', ')}. The paper reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
+  const note = `Our setting: the paper's protocol on ImageNet (${dirs.train}, 224x224). Surrogates: ResNet-50 trained normally with SGD (momentum ${p.momentum}, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)}, x0.1 at epochs ${listText(p.milestones)} of ${p.epochs}, weight decay ${p.weightDecay}: torchvision's recipe, as METHODS.md gives none), the snapshot at epoch ${p.early} as the early-stopped surrogate, SAM (rho 0.05) and l-SAM (rho from {${p.rhos.join(', ')}} chosen by transfer success on ${p.valN} held-out training images). Targets: ${p.targetSeeds.length} independently trained ResNet-50s (seeds ${p.targetSeeds.join(', ')}), not adversarially trained — advrun has no other ImageNet architecture, so this is not the paper's zoo of architectures. BIM (I-FGSM, no random start) L-inf eps ${p.eps}, step eps/10, ${p.steps} iterations, on the first ${p.n} images of ${dirs.val} every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${p.sharpN} training images, eval mode; seeds ${seeds.join(', ')}. The paper reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
   return { paper: 'rfn', preset: 'paper', stages: [sur, tgt], after: rfnAfter(rfn), note, rfn };
 }
 

@@ -59,13 +59,16 @@ describe('reproduce --preset paper --dry-run', () => {
     expect(runs[0]!.eval).toMatchObject({ attack: 'pgd', steps: 10, split: 'test' });
     expect(runs[0]!.eval!.eps).toBeCloseTo(8 / 255, 12);
     expect(runs[0]!.eval!.stepSize).toBeCloseTo(2 / 255, 12);
+    // The table's note is built from the same settings as the runs.
     expect(plan.note).toMatch(/upsampled bilinearly to 224/);
+    expect(plan.note).toMatch(/lr 0\.003, x0\.1 at epochs 30 and 50 of 60, batch 128, weight decay 0\.00001, PGD-10 \(eps 8\/255, step 2\/255\)/);
     expect(stdout).toMatch(/twins: 12 runs/);
     expect(existsSync(join(out, 'twins'))).toBe(false); // nothing ran
   });
 
   test('sat: ResNet-50 on the ImageNet folder, every activation, PGD-1 4/255, SAT optimiser; PGD-200 on val', () => {
     const { plan } = dryRun('sat', ['--preset', 'paper', '--data-dir', imagenet]);
+    expect(plan.note).toMatch(/PGD-1 training attack \(eps 4\/255, step 4\/255, random start with probability 0\.8.*5-epoch linear warm-up from 0, x0\.1 at epochs 30, 60 and 90 of 100, weight decay 0\.0001 on conv\/FC weights only; evaluated with PGD-200 \(eps 4\/255, step 1\/255\)/);
     const runs = plan.stages[0]!.runs;
     expect(runs).toHaveLength(30);
     expect(values(runs, 'activation')).toEqual(['relu', 'softplus', 'psoftplus(10)', 'silu', 'gelu', 'elu', 'smooth-relu']);
