@@ -2,6 +2,7 @@
 
 import type { Argv } from 'yargs';
 import { archNames, parseActivation, type ModelSpec } from '../models/index.js';
+import { parseNumberList, perChannelValues } from '../train/config.js';
 import { UserError } from '../util/errors.js';
 
 export function withModelOptions<T>(y: Argv<T>) {
@@ -34,11 +35,7 @@ export function withEvalRunOptions<T>(y: Argv<T>) {
 }
 
 function numberList(text: string, what: string, n: number): number[] {
-  const v = text.split(',').map((s) => Number(s.trim()));
-  if (v.some((x) => !Number.isFinite(x))) throw new UserError(`--${what} "${text}" is not a comma-separated list of numbers`);
-  if (v.length === 1 && n > 1) return Array(n).fill(v[0]);
-  if (v.length !== n) throw new UserError(`--${what} has ${v.length} values but the model has ${n} input channels`);
-  return v;
+  return perChannelValues(parseNumberList(text, what), what, n, 'the model');
 }
 
 export function modelSpecFrom(a: { arch: string; width?: number; activation: string; inChannels: number; imageSize: number; numClasses: number; mean: string; std: string }): ModelSpec {

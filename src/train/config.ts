@@ -143,6 +143,13 @@ export function parseNumberList(v: string | number | number[], what: string): nu
   return list;
 }
 
+/** Per-channel values (--mean, --std) for `channels` channels: one value stands for every channel. */
+export function perChannelValues(list: number[], what: string, channels: number, owner: string): number[] {
+  if (list.length === 1 && channels > 1) return Array<number>(channels).fill(list[0]!);
+  if (list.length !== channels) throw new UserError(`--${what} has ${list.length} values but ${owner} has ${channels} channels`);
+  return list;
+}
+
 type ListKeys = 'milestones' | 'mean' | 'std';
 type RawTrainConfig = Partial<Omit<TrainConfig, ListKeys>> & { eps?: number | string; alpha?: number | string } & { [K in ListKeys]?: string | number | number[] };
 

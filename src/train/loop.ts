@@ -24,7 +24,7 @@ import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
 import { ensureArtifacts, type ArtifactConfig, type Manifest as ArtifactsManifest } from './artifacts.js';
 import type { SgdConfig } from './optimizer.js';
-import type { Method, TrainConfig } from './config.js';
+import { perChannelValues, type Method, type TrainConfig } from './config.js';
 import type { Tensor } from '../ir/tensor.js';
 import { initialState, ModelRuntime } from './runtime.js';
 import type { LossConfig } from './objectives.js';
@@ -74,12 +74,10 @@ function prepareRunDir(files: RunFiles, cfg: TrainConfig, resume: boolean): void
 
 export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation' | 'inputResize' | 'mean' | 'std'>, ds: Dataset): ModelSpec {
   if (ds.height !== ds.width) throw new UserError(`${ds.name}: images are ${ds.height}x${ds.width}; advrun's models need square inputs`);
-  for (const [k, v] of [['mean', cfg.mean], ['std', cfg.std]] as const) {
-    if (v && v.length !== ds.channels) throw new UserError(`--${k} has ${v.length} values but ${ds.name} has ${ds.channels} channels`);
-  }
+  const channelValues = (v: number[] | undefined, what: string, dflt: number[]) => (v ? perChannelValues(v, what, ds.channels, ds.name) : dflt);
   return {
     arch: cfg.arch, width: cfg.width, depth: cfg.depth, activation: parseActivation(cfg.activation),
-    numClasses: ds.numClasses, inChannels: ds.channels, imageSize: ds.height, mean: cfg.mean ?? ds.mean, std: cfg.std ?? ds.std,
+    numClasses: ds.numClasses, inChannels: ds.channels, imageSize: ds.height, mean: channelValues(cfg.mean, 'mean', ds.mean), std: channelValues(cfg.std, 'std', ds.std),
     ...(cfg.inputResize !== undefined ? { inputResize: cfg.inputResize } : {}),
   };
 }

@@ -117,7 +117,9 @@ describe('--input-resize', () => {
     const ds = { name: 'cifar10', channels: 3, height: 32, width: 32, numClasses: 10, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26] } as Dataset;
     expect(modelSpecFor({ ...cfg, inputResize: 224 }, ds)).toMatchObject({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], imageSize: 32, inputResize: 224 });
     expect(modelSpecFor(resolveTrainConfig({}), ds).mean).toEqual([0.49, 0.48, 0.45]);
-    expect(() => modelSpecFor(resolveTrainConfig({ mean: '0.5' }), ds)).toThrow(/--mean has 1 values but cifar10 has 3 channels/);
+    // One value stands for every channel, as on the eval/export side (--mean 0 --std 1: no normalisation).
+    expect(modelSpecFor(resolveTrainConfig({ mean: '0', std: '1' }), ds)).toMatchObject({ mean: [0, 0, 0], std: [1, 1, 1] });
+    expect(() => modelSpecFor(resolveTrainConfig({ mean: '0.5,0.5' }), ds)).toThrow(/--mean has 2 values but cifar10 has 3 channels/);
     expect(() => resolveTrainConfig({ std: '0.2,0,0.2' })).toThrow(/--std values must be positive/);
     expect(() => resolveTrainConfig({ mean: '0.5,x' })).toThrow(/--mean "0.5,x" is not a comma-separated list/);
   });
