@@ -23,7 +23,7 @@ import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
 import { ensureArtifacts, type ArtifactConfig, type Manifest as ArtifactsManifest } from './artifacts.js';
-import type { SgdConfig } from './optimizer.js';
+import { sgdConfig, type SgdConfig } from './optimizer.js';
 import { perChannelValues, type Method, type TrainConfig } from './config.js';
 import type { Tensor } from '../ir/tensor.js';
 import { initialState, ModelRuntime } from './runtime.js';
@@ -84,7 +84,7 @@ export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' |
 
 /** The run's SGD settings; the decay scope is recorded only when it is not the default (artifact keys stay put). */
 function sgdConfigFor(cfg: TrainConfig): SgdConfig {
-  return { kind: 'sgd', momentum: cfg.momentum, nesterov: cfg.nesterov, weightDecay: cfg.weightDecay, ...(cfg.weightDecayScope ? { decayScope: cfg.weightDecayScope } : {}) };
+  return { ...sgdConfig(cfg), ...(cfg.weightDecayScope ? { decayScope: cfg.weightDecayScope } : {}) };
 }
 
 export function artifactConfigFor(cfg: TrainConfig, model: ModelSpec): ArtifactConfig {
@@ -118,10 +118,6 @@ function trainingAttack(cfg: TrainConfig, seed: number): Attack | undefined {
   }
 }
 
-/**
- * Initial state of a fine-tuning run: every tensor of the pre-trained checkpoint except the linear head,
- * which is new (seeded); TWINS' frozen BN layers start as copies of the checkpoint's BN layers.
- */
 /** Methods an imported ONNX graph can be fine-tuned with: cross-entropy on clean or adversarial batches. */
 const ONNX_FINE_TUNE_METHODS = new Set<Method>(['standard', 'pgd-at', 'fgsm-rs', 'ft-at']);
 

@@ -33,8 +33,6 @@ export function objectiveInputs(loss: LossConfig): ObjectiveInputs {
   }
 }
 
-export const isTwins = (loss: LossConfig) => loss.kind === 'twins-at' || loss.kind === 'twins-trades';
-
 /** Forward pass(es) in train mode over the (already created) inputs, and the scalar loss. */
 export function buildObjective(mg: ModelGraph, b: Builder, loss: LossConfig): { loss: string; logits: string } {
   const m = mg.m;
