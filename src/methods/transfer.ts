@@ -166,11 +166,12 @@ export async function transferMatrix(surrogates: TransferModel[], targets: Trans
   const fooled = new Array<number>(surrogates.length).fill(0);
   const nb = Math.ceil(n / o.batchSize);
   let done = 0;
-  for (let si = 0; si < surrogates.length; si++) {
-    for (let s = 0; s < n; s += o.batchSize) {
-      const idx = selection.indices.subarray(s, Math.min(n, s + o.batchSize));
-      const m = idx.length;
-      const { x, y } = await gather(ds, idx);
+  // Batches outside, surrogates inside: each batch is read (for streamed folders: decoded) once.
+  for (let s = 0; s < n; s += o.batchSize) {
+    const idx = selection.indices.subarray(s, Math.min(n, s + o.batchSize));
+    const m = idx.length;
+    const { x, y } = await gather(ds, idx);
+    for (let si = 0; si < surrogates.length; si++) {
       const r = await attack.run(surrogates[si]!.model, x, y, m);
       for (let i = 0; i < m; i++) if (!r.robust[i]) fooled[si]!++;
       for (let ti = 0; ti < targets.length; ti++) {
