@@ -36,6 +36,7 @@ import type { ParamInfo, ParamKind } from '../models/layers.js';
 import { modelProtoToGraph } from '../onnx/io.js';
 import { UserError } from '../util/errors.js';
 import { foldConstantSubgraphs } from './const-fold.js';
+import { rebuildGraph } from '../ir/rebuild.js';
 
 export const IMPORTED_ARCH = 'onnx';
 export const TARGET_OPSET = 17;
@@ -172,36 +173,6 @@ function foldReshapeTarget(g: Graph, sym: Map<string, SymVal>, n: Node, data: st
   const unknown = out.filter((d) => d === undefined).length;
   if (unknown > 1 || (unknown === 1 && out.includes(-1))) return undefined;
   return out.map((d) => d ?? -1);
-}
-
-// ---------- rebuilding graphs ----------
-
-/**
- * Copy `src` into a new graph node by node. `rewrite` may emit replacement nodes for a node and
- * return the values standing for its outputs (or undefined to copy the node unchanged).
- */
-export function rebuildGraph(src: Graph, rewrite?: (node: Node, g: Graph, b: Builder, map: (n: string) => string) => string[] | undefined): Graph {
-  const g = new Graph(src.name, src.opset);
-  // Nodes that `rewrite` emits get fresh names; they must not take the name of a source value that
-  // is copied in after them (e.g. the importer's folded Reshape target "const").
-  g.reserve(src.valueNames());
-  const b = new Builder(g);
-  const alias = new Map<string, string>();
-  const map = (n: string) => (n === '' ? '' : alias.get(n) ?? n);
-  for (const i of src.inputs) g.addInput(i, src.type(i).dtype, src.shape(i));
-  for (const [n, t] of src.initializers) if (!src.inputs.includes(n)) g.addInitializer(n, t);
-  for (const node of src.nodes) {
-    const replaced = rewrite?.(node, g, b, map);
-    if (replaced) {
-      node.outputs.forEach((o, i) => { if (o && replaced[i]) alias.set(o, replaced[i]!); });
-      continue;
-    }
-    // The new graph numbers its own nodes from 0: keep copied builder-style names ("Constant_0") apart.
-    const name = /^[A-Za-z]+_\d+$/.test(node.name) ? `base/${node.name}` : node.name;
-    g.insertNode({ ...node, name, inputs: node.inputs.map(map), outputs: [...node.outputs], attrs: { ...node.attrs }, meta: node.meta ? { ...node.meta } : undefined });
-  }
-  g.outputs = src.outputs.map(map);
-  return g;
 }
 
 // ---------- classifying initializers ----------

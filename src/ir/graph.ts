@@ -171,23 +171,27 @@ export class Graph {
     return outs;
   }
 
-  /** Add an already-formed node (used by the ONNX reader and graph transforms). */
-  insertNode(node: Node): void {
+  /**
+   * Add an already-formed node (used by the ONNX reader and graph transforms). `types` skips shape
+   * inference for a node copied from a graph that already inferred its outputs.
+   */
+  insertNode(node: Node, types?: ValueType[]): void {
     for (const o of node.outputs) {
       if (o !== '' && (this.producers.has(o) || this.inputs.includes(o) || this.initializers.has(o))) {
         throw new GraphError(`${node.op} node "${node.name}": output "${o}" is already defined${this.producers.has(o) ? ` by ${this.producers.get(o)!.op} node "${this.producers.get(o)!.name}"` : ''}`);
       }
     }
-    let types: ValueType[];
-    try {
-      types = inferShapes(this, node);
-    } catch (e) {
-      throw new GraphError(`${node.op} node "${node.name}": ${(e as Error).message}`);
+    if (!types) {
+      try {
+        types = inferShapes(this, node);
+      } catch (e) {
+        throw new GraphError(`${node.op} node "${node.name}": ${(e as Error).message}`);
+      }
     }
     node.outputs.forEach((o, i) => {
       if (o === '') return;
       this.producers.set(o, node);
-      this.types.set(o, types[i] ?? { dtype: 'float32', shape: null });
+      this.types.set(o, types![i] ?? { dtype: 'float32', shape: null });
     });
     this.nodes.push(node);
   }

@@ -46,7 +46,8 @@ export function graphToModelProto(g: Graph, metadata: Record<string, string> = {
     irVersion: 8,
     producerName: PRODUCER,
     producerVersion: '0.1.0',
-    opsetImport: [{ domain: '', version: g.opset }],
+    // Contrib domains (ONNX Runtime's NCHWc kernels, see runtime/nchwc.ts) are version 1.
+    opsetImport: [{ domain: '', version: g.opset }, ...[...new Set(g.nodes.map((n) => n.domain).filter((d) => d))].map((domain) => ({ domain, version: 1 }))],
     metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value })),
     graph: {
       name: g.name,

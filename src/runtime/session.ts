@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { Graph } from '../ir/graph.js';
 import { type DType, type Tensor, type TensorData } from '../ir/tensor.js';
-import { graphToModelProto } from '../onnx/io.js';
+import { graphToModelProto, modelProtoToGraph } from '../onnx/io.js';
+import { lowerConvsToNchwc, nchwcBlockSize } from './nchwc.js';
 import { newGraph } from '../ir/builder.js';
 import { UserError } from '../util/errors.js';
 
@@ -26,6 +27,11 @@ export interface RuntimeOptions {
    * ADVRUN_MEM_ARENA=1 turns it on everywhere.
    */
   memArena?: boolean;
+  /**
+   * Lower convolutions with run-time weights to ONNX Runtime's NCHWc kernels on the CPU (runtime/nchwc.ts).
+   * On by default; ADVRUN_NCHWC=0 turns it off everywhere.
+   */
+  nchwc?: boolean;
   /** Directory for ONNX Runtime's per-node profile traces (one per session); off when unset. */
   profileDir?: string;
 }
@@ -88,13 +94,27 @@ export function fromOrt(t: ort.Tensor): Tensor {
 
 export type Feeds = Record<string, ort.Tensor>;
 
+/** The model a CPU session loads: convolutions with run-time weights lowered to NCHWc (runtime/nchwc.ts). */
+async function withNchwc(graphOrBytes: Graph | Uint8Array): Promise<Uint8Array> {
+  const block = await nchwcBlockSize();
+  if (block <= 1) return graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(graphOrBytes);
+  let graph: Graph;
+  try {
+    graph = graphOrBytes instanceof Uint8Array ? modelProtoToGraph(graphOrBytes, 'model') : graphOrBytes;
+  } catch {
+    return graphOrBytes as Uint8Array; // not a graph advrun can read (an imported model's fragment): nothing to lower
+  }
+  const lowered = lowerConvsToNchwc(graph, block);
+  return lowered === graph && graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(lowered);
+}
+
 /** A compiled graph: one InferenceSession, its input/output names, and typed run helpers. */
 export class CompiledGraph {
   private constructor(readonly session: ort.InferenceSession, readonly inputNames: readonly string[], readonly outputNames: readonly string[], readonly label: string) {}
 
   static async create(graphOrBytes: Graph | Uint8Array, opts: RuntimeOptions & { label?: string } = {}): Promise<CompiledGraph> {
-    const bytes = graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(graphOrBytes);
     const ep = await resolveProvider(opts.ep ?? 'cpu', opts.log);
+    const bytes = ep === 'cpu' && (opts.nchwc ?? process.env.ADVRUN_NCHWC !== '0') ? await withNchwc(graphOrBytes) : graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(graphOrBytes);
     const label = opts.label ?? (graphOrBytes instanceof Uint8Array ? 'model' : graphOrBytes.name);
     let session: ort.InferenceSession;
     try {

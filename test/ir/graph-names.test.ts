@@ -8,7 +8,7 @@ import { describe, expect, test } from 'vitest';
 import { newGraph } from '../../src/ir/builder.js';
 import { Graph, GraphError } from '../../src/ir/graph.js';
 import { makeTensor, toNumbers } from '../../src/ir/tensor.js';
-import { rebuildGraph } from '../../src/interop/onnx-import.js';
+import { rebuildGraph } from '../../src/ir/rebuild.js';
 import { graphToModelProto } from '../../src/onnx/io.js';
 import { CompiledGraph, toOrt } from '../../src/runtime/session.js';
 

@@ -1,0 +1,111 @@
+// CPU lowering of convolutions whose weights are computed or fed at run time (the train step, the
+// state-as-inputs graphs, the input gradient's flipped weights) to ONNX Runtime's blocked NCHWc kernels.
+//
+// Why: ONNX Runtime's CPU Conv runs im2col + SGEMM unless its own graph transformer rewrites the node to
+// the NCHWc direct convolution (com.microsoft.nchwc Conv), and that transformer only fires for constant
+// weights, because it re-packs them once at load time. The kernel itself takes any weight tensor, so
+// advrun does the re-packing in the graph (Reshape + Transpose, a few MB per step) and wraps the
+// activations in ReorderInput/ReorderOutput, exactly the nodes ONNX Runtime's transformer inserts.
+// On narrow networks this is several times faster than im2col (bench/RESULTS.md).
+//
+// The generated artifacts stay standard ONNX: this is applied to a copy of a graph when a CPU session is
+// created, and only when the running ONNX Runtime has the NCHWc kernels (probed once; the block size is
+// the CPU's vector width: 16 floats with AVX-512, 8 with AVX2). RuntimeOptions.nchwc = false or
+// ADVRUN_NCHWC=0 turns it off.
+
+import ort from 'onnxruntime-node';
+import { Builder, newGraph } from '../ir/builder.js';
+import { attrInt, type Graph, type Node } from '../ir/graph.js';
+import { rebuildGraph } from '../ir/rebuild.js';
+import { registerShape } from '../ir/shape-registry.js';
+import { graphToModelProto } from '../onnx/io.js';
+
+export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
+
+// ReorderInput pads the channels to a whole number of blocks (a no-op on the shape here: only
+// block-aligned activations are reordered); ReorderOutput keeps `channels` of them.
+registerShape('ReorderInput', ({ inputs }) => [{ ...inputs[0]! }]);
+registerShape('ReorderOutput', ({ inputs, node }) => [{ dtype: inputs[0]!.dtype, shape: inputs[0]!.shape!.map((d, i) => (i === 1 ? attrInt(node, 'channels') : d)) }]);
+
+let blockSize: Promise<number> | undefined;
+
+/**
+ * ONNX Runtime's NCHWc block size on this CPU, or 1 when the loaded build has no NCHWc kernels (they are
+ * registered only on CPUs with a blocked implementation). Read off ReorderInput's output: 4 channels are
+ * padded to one block.
+ */
+export function nchwcBlockSize(): Promise<number> {
+  blockSize ??= (async () => {
+    try {
+      const { graph } = newGraph('nchwc_probe');
+      const x = graph.addInput('x', 'float32', [1, 4, 1, 1]);
+      const [y] = graph.addNode('Shape', [graph.addNode('ReorderInput', [x], {}, { domain: NCHWC_DOMAIN })[0]!]);
+      graph.markOutput(y!);
+      const s = await ort.InferenceSession.create(graphToModelProto(graph), { logSeverityLevel: 4 });
+      const out = await s.run({ x: new ort.Tensor('float32', new Float32Array(4), [1, 4, 1, 1]) });
+      await s.release();
+      const block = Number((out[y!]!.data as BigInt64Array)[1]);
+      return block;
+    } catch {
+      return 1;
+    }
+  })();
+  return blockSize;
+}
+
+/** Values that depend on a graph input (everything else ONNX Runtime folds to a constant at load time). */
+function runtimeValues(g: Graph): Set<string> {
+  const dynamic = new Set(g.inputs);
+  for (const n of g.nodes) if (n.inputs.some((i) => dynamic.has(i))) for (const o of n.outputs) dynamic.add(o);
+  return dynamic;
+}
+
+/** A Conv this lowering handles: 2-D, ungrouped, weights known only at run time, channels the kernel can take. */
+function lowerable(g: Graph, node: Node, block: number, dynamic: Set<string>): boolean {
+  if (node.op !== 'Conv' || node.domain !== '' || attrInt(node, 'group', 1) !== 1) return false;
+  if (!dynamic.has(node.inputs[1]!)) return false; // ONNX Runtime's own transformer packs constant weights at load time
+  const x = g.type(node.inputs[0]!).shape, w = g.type(node.inputs[1]!).shape;
+  if (!x || !w || x.length !== 4 || w.some((d) => typeof d !== 'number')) return false;
+  const [M, C] = w as number[];
+  // Inputs narrower than a block are read in plain NCHW by the kernel (the first layer); wider ones must fill blocks.
+  return M! % block === 0 && (C! < block || C! % block === 0) && node.attrs.auto_pad === undefined;
+}
+
+/**
+ * The weight [M, C, kh, kw] re-packed as the kernel reads it: output channels in blocks of `block`
+ * innermost (OIHWBo) when the input stays NCHW, else input and output channels blocked (OIHWBiBo).
+ */
+function packWeight(b: Builder, w: string, block: number, name: string): string {
+  const [M, C, kh, kw] = b.shape(w) as number[];
+  const g = b.graph;
+  const reshape = (v: string, dims: number[], tag: string) => g.addNode('Reshape', [v, b.ints(dims)], {}, { name: `${name}/${tag}` })[0]!;
+  const blocked = C! < block
+    ? g.addNode('Transpose', [reshape(w, [M! / block, block, C!, kh!, kw!], 'split')], { perm: [0, 2, 3, 4, 1] }, { name: `${name}/pack` })[0]!
+    : g.addNode('Transpose', [reshape(w, [M! / block, block, C! / block, block, kh!, kw!], 'split')], { perm: [0, 2, 4, 5, 3, 1] }, { name: `${name}/pack` })[0]!;
+  return reshape(blocked, [M!, C!, kh!, kw!], 'packed');
+}
+
+/**
+ * A copy of `src` with every lowerable Conv replaced by ReorderInput -> NCHWc Conv -> ReorderOutput, or
+ * `src` itself when there is none. Node names keep the original's (so profiles keep their phase), and an
+ * activation reordered once is shared by every Conv that reads it.
+ */
+export function lowerConvsToNchwc(src: Graph, block: number): Graph {
+  const dynamic = runtimeValues(src);
+  if (block <= 1 || !src.nodes.some((n) => lowerable(src, n, block, dynamic))) return src;
+  const reordered = new Map<string, string>();
+  return rebuildGraph(src, (node, g, b, map) => {
+    if (!lowerable(src, node, block, dynamic)) return undefined;
+    const [x, w, bias] = node.inputs.map(map);
+    const C = (b.shape(w!) as number[])[1]!, M = (b.shape(w!) as number[])[0]!;
+    let xIn = x!;
+    if (C >= block) {
+      xIn = reordered.get(x!) ?? g.addNode('ReorderInput', [x!], {}, { domain: NCHWC_DOMAIN, name: `${node.name}/reorder_in` })[0]!;
+      reordered.set(x!, xIn);
+    }
+    const inputs = [xIn, packWeight(b, w!, block, node.name), ...(bias ? [bias] : [])];
+    const [y] = g.addNode('Conv', inputs, node.attrs, { domain: NCHWC_DOMAIN, name: `${node.name}/nchwc` });
+    // The result keeps the Conv's value name: graph outputs and later nodes see no difference.
+    return g.addNode('ReorderOutput', [y!], { channels: M }, { domain: NCHWC_DOMAIN, name: `${node.name}/reorder_out`, outputs: [node.outputs[0]!] });
+  }, { keepTypes: true });
+}
