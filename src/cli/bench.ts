@@ -16,6 +16,7 @@ import type { Tensor } from '../ir/tensor.js';
 import { graphFlops } from '../ir/flops.js';
 import { activationName, buildModel } from '../models/index.js';
 import { measurePeakGflops } from '../runtime/peak.js';
+import { nchwcBlockSize, nchwcWanted } from '../runtime/nchwc.js';
 import { modelProtoToGraph } from '../onnx/io.js';
 import { formatProfile, producerNames, readProfile, type ProfileSummary } from '../runtime/profile.js';
 import { sgdConfig } from '../train/optimizer.js';
@@ -86,9 +87,15 @@ async function timeSteps(a: any, rt: ModelRuntime, state: Map<string, Tensor>, t
   return out;
 }
 
+/** The NCHWc block the CPU sessions lower run-time-weight convolutions with (1: not lowered). */
+async function nchwcInUse(): Promise<number> {
+  return nchwcWanted() ? nchwcBlockSize() : 1;
+}
+
 function printReport(report: any, profiles: Record<Step, ProfileSummary> | undefined): void {
   const { advrun, torch, ratio, fractionOfPeak: peak, stateInputs } = report;
   console.log(`${report.arch} width=${report.width ?? 'default'} input=${report.input.join('x')} batch=${report.batch} threads=${report.threads} (${report.cpu})`);
+  console.log(`run-time-weight convolutions: ${report.nchwcBlock > 1 ? `NCHWc kernels, block ${report.nchwcBlock}` : 'ONNX Runtime Conv (im2col + GEMM; NCHWc lowering off or unavailable)'}`);
   console.log(`machine FP32 peak in ONNX Runtime: ${report.peakGflops.toFixed(1)} GFLOP/s (MatMul 1536^3 ${report.peakMatmulGflops.toFixed(1)}, constant-weight 3x3 Conv ${report.peakConvGflops.toFixed(1)}); forward ${(report.forwardGflopPerImage * 1000).toFixed(1)} MFLOP/image`);
   console.log('step     advrun ms   advrun img/s   torch ms   torch img/s   advrun/torch   advrun %peak   torch %peak');
   const pad = (v: number | undefined, d: number, w: number) => (v === undefined ? '-' : v.toFixed(d)).padStart(w);
@@ -159,7 +166,7 @@ export const benchCommand: CommandModule = {
     const report = {
       arch: cfg.model.arch, width: cfg.model.width ?? null, activation: activationName(cfg.model.activation),
       input: rt.inputShape, batch: a.batch, evalBatch: a.evalBatch, threads, iters: a.iters, attackSteps: a.attackSteps,
-      stateBinding: rt.stateBinding, memArena: process.env.ADVRUN_MEM_ARENA === '1', advrun, stateInputs: stateInputs ?? null, torch: torch ?? null,
+      stateBinding: rt.stateBinding, memArena: process.env.ADVRUN_MEM_ARENA === '1', nchwcBlock: await nchwcInUse(), advrun, stateInputs: stateInputs ?? null, torch: torch ?? null,
       ratio: torch ? Object.fromEntries(STEPS.map((k) => [k, advrun[k].imgPerSec / torch[k].imgPerSec])) : null,
       ratioStateInputs: torch && stateInputs ? { attack: stateInputs.attack.imgPerSec / torch.attack.imgPerSec, eval: stateInputs.eval.imgPerSec / torch.eval.imgPerSec } : null,
       forwardGflopPerImage: forwardFlops / 1e9, peakGflops, peakMatmulGflops: peak.matmulGflops, peakConvGflops: peak.convGflops,

@@ -3,7 +3,6 @@
 // first n examples of the split that every target classifies correctly. Writes transfer.csv,
 // transfer.md and transfer.json into --out.
 
-import { createHash } from 'node:crypto';
 import { readFileSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
@@ -18,6 +17,7 @@ import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
 import { datasetForModel, runtimeFromCheckpoint } from './load-model.js';
 import { interactive, quiet } from './progress.js';
+import { sha256Hex } from '../util/hash.js';
 
 /** Defaults of the LGV/RFN transfer protocol: L∞ 4/255 (L2: 3), step eps/10, 50 iterations. */
 const DEFAULT_EPS: Record<Norm, string> = { linf: '4/255', l2: '3' };
@@ -29,7 +29,7 @@ function list(text: unknown, what: string): string[] {
 }
 
 function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  return sha256Hex(readFileSync(path));
 }
 
 export const transferCommand: CommandModule = {

@@ -8,7 +8,6 @@
 // max-abs-diff on the reference's first rows, clean and robust accuracy differences in points, and
 // that the attack settings are the same.
 
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { argmaxCorrect, gatherCorrect } from '../attacks/common.js';
 import { createAttack, type AttackModel, type CreateAttackOptions } from '../attacks/index.js';
@@ -18,6 +17,7 @@ import { makeTensor, toNumbers } from '../ir/tensor.js';
 import { UserError } from '../util/errors.js';
 import { decodeForeignSafetensors } from './state-dict.js';
 import { convertRaw } from './raw-tensor.js';
+import { sha256Hex } from '../util/hash.js';
 
 export const REFERENCE_FORMAT = 'advrun-torch-reference/1';
 
@@ -61,10 +61,7 @@ export function readReference(path: string): Reference {
 
 export function dataSha256(images: Float32Array, labels: ArrayLike<number>): string {
   const y = BigInt64Array.from(Array.from(labels), (v) => BigInt(v));
-  return createHash('sha256')
-    .update(new Uint8Array(images.buffer, images.byteOffset, images.byteLength))
-    .update(new Uint8Array(y.buffer))
-    .digest('hex');
+  return sha256Hex(new Uint8Array(images.buffer, images.byteOffset, images.byteLength), new Uint8Array(y.buffer));
 }
 
 /** The first `n` examples of a dataset (in order) as a new in-memory Dataset. */

@@ -62,7 +62,7 @@ export async function foldConstantSubgraphs(bytes: Uint8Array, source: string): 
   let values: Record<string, any>;
   let session: CompiledGraph | undefined;
   try {
-    session = await CompiledGraph.create(ModelProto.encode(mini).finish(), { label: `constant subgraphs of ${source}` });
+    session = await CompiledGraph.create(ModelProto.encode(mini).finish(), { label: `constant subgraphs of ${source}`, nchwc: false });
     values = await session.run({});
   } catch (e) {
     throw new GraphError(`${source}: evaluating its constant subgraphs failed: ${(e as Error).message}`);

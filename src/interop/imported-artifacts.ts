@@ -3,7 +3,6 @@
 // train_step), built by the same generators from an ImportedOnnx template (a ModelSource) instead
 // of buildModel, so ModelRuntime runs them unchanged.
 
-import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import {
 import type { SgdConfig } from '../train/optimizer.js';
 import { UserError } from '../util/errors.js';
 import { importedModel, type ImportedOnnx } from './onnx-import.js';
+import { sha256Hex, sourceFingerprint } from '../util/hash.js';
 
 export interface ImportedArtifactOptions {
   /** Also build the train step (fine-tuning): CE with label smoothing, SGD. Omitted: eval and attack graphs only. */
@@ -48,11 +48,7 @@ export function generateImportedTrainStep(im: ImportedOnnx, train: NonNullable<I
 
 let interopPrint: string | undefined;
 function interopFingerprint(): string {
-  if (interopPrint) return interopPrint;
-  const dir = dirname(fileURLToPath(import.meta.url));
-  const h = createHash('sha256');
-  for (const name of readdirSync(dir).sort()) if (/\.(ts|js)$/.test(name) && !name.endsWith('.d.ts')) h.update(name).update(readFileSync(join(dir, name)));
-  interopPrint = h.digest('hex').slice(0, 16);
+  interopPrint ??= sourceFingerprint([dirname(fileURLToPath(import.meta.url))]);
   return interopPrint;
 }
 
@@ -67,9 +63,7 @@ export interface ImportedManifest extends Manifest {
  */
 export function ensureImportedArtifacts(im: ImportedOnnx, graphsRoot: string | null, opts: ImportedArtifactOptions = {}): BuiltArtifacts {
   const cfg = importedConfig(im, opts.train);
-  const key = createHash('sha256')
-    .update(JSON.stringify({ format: ARTIFACT_FORMAT, cfg, onnx: im.sha256, train: !!opts.train, gen: generatorFingerprint(), interop: interopFingerprint() }))
-    .digest('hex').slice(0, 20);
+  const key = sha256Hex(JSON.stringify({ format: ARTIFACT_FORMAT, cfg, onnx: im.sha256, train: !!opts.train, gen: generatorFingerprint(), interop: interopFingerprint() })).slice(0, 20);
   const dir = graphsRoot === null ? `(memory)/${key}` : join(graphsRoot, key);
   if (graphsRoot !== null && !opts.gradOptions) {
     const cached = loadCachedArtifacts(dir);

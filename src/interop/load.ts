@@ -5,7 +5,6 @@
 //   - ONNX classifiers (.onnx): imported as they are (see onnx-import.ts).
 // Each becomes artifacts + state that ModelRuntime runs.
 
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Argv } from 'yargs';
@@ -20,6 +19,7 @@ import { ensureImportedArtifacts, type ImportedArtifactOptions } from './importe
 import { IMPORTED_ARCH, importOnnx, importOnnxFile, importedState, type ImportedOnnx } from './onnx-import.js';
 import { decodeForeignSafetensors, decodeForeignState, fitState, looksLikeSafetensors } from './state-dict.js';
 import { isZip } from './zip.js';
+import { sha256Hex } from '../util/hash.js';
 
 export type ModelKind = 'advrun' | 'pytorch' | 'onnx';
 
@@ -164,7 +164,7 @@ async function openImportedCheckpoint(path: string, ck: Checkpoint, o: OpenOptio
   } catch (e) {
     throw new UserError(`${path} was fine-tuned from ${src.file}, whose graph it needs, but that file cannot be read (${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}); put the ONNX model back at that path`);
   }
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const sha256 = sha256Hex(bytes);
   if (sha256 !== src.sha256) {
     throw new UserError(`${path} was fine-tuned from ${src.file} with SHA-256 ${src.sha256.slice(0, 12)}…, but that file now has SHA-256 ${sha256.slice(0, 12)}… (a different model); restore the original ONNX file`);
   }

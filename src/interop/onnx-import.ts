@@ -26,7 +26,6 @@
 // From the template, imported-artifacts.ts builds the eval, attack and (optionally) train-step
 // graphs that ModelRuntime runs, exactly as for built-in models.
 
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Builder } from '../ir/builder.js';
 import { attrInt, Graph, type Dim, type Node } from '../ir/graph.js';
@@ -37,6 +36,7 @@ import { modelProtoToGraph } from '../onnx/io.js';
 import { UserError } from '../util/errors.js';
 import { foldConstantSubgraphs } from './const-fold.js';
 import { rebuildGraph } from '../ir/rebuild.js';
+import { sha256Hex } from '../util/hash.js';
 
 export const IMPORTED_ARCH = 'onnx';
 export const TARGET_OPSET = 17;
@@ -334,7 +334,7 @@ export async function importOnnx(bytes: Uint8Array, source: string): Promise<Imp
     arch: IMPORTED_ARCH, numClasses: ls[1], inChannels: C, imageSize: H, activation: { kind: 'relu' }, mean: [], std: [],
   };
   return {
-    source, sha256: createHash('sha256').update(bytes).digest('hex'), opset: { original: g0.opset, used: opset },
+    source, sha256: sha256Hex(bytes), opset: { original: g0.opset, used: opset },
     graph: g, params, buffers, spec, io: { input: inName, output: outName }, notes,
   };
 }

@@ -29,6 +29,11 @@ registerShape('ReorderOutput', ({ inputs, node }) => [{ dtype: inputs[0]!.dtype,
 
 let blockSize: Promise<number> | undefined;
 
+/** Whether to lower: RuntimeOptions.nchwc when given, else on unless ADVRUN_NCHWC=0. */
+export function nchwcWanted(requested?: boolean): boolean {
+  return requested ?? process.env.ADVRUN_NCHWC !== '0';
+}
+
 /**
  * ONNX Runtime's NCHWc block size on this CPU, or 1 when the loaded build has no NCHWc kernels (they are
  * registered only on CPUs with a blocked implementation). Read off ReorderInput's output: 4 channels are

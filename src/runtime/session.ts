@@ -7,7 +7,7 @@ import ort from 'onnxruntime-node';
 import type { Graph } from '../ir/graph.js';
 import { type DType, type Tensor, type TensorData } from '../ir/tensor.js';
 import { graphToModelProto, modelProtoToGraph } from '../onnx/io.js';
-import { lowerConvsToNchwc, nchwcBlockSize } from './nchwc.js';
+import { lowerConvsToNchwc, nchwcBlockSize, nchwcWanted } from './nchwc.js';
 import { newGraph } from '../ir/builder.js';
 import { UserError } from '../util/errors.js';
 
@@ -114,7 +114,7 @@ export class CompiledGraph {
 
   static async create(graphOrBytes: Graph | Uint8Array, opts: RuntimeOptions & { label?: string } = {}): Promise<CompiledGraph> {
     const ep = await resolveProvider(opts.ep ?? 'cpu', opts.log);
-    const bytes = ep === 'cpu' && (opts.nchwc ?? process.env.ADVRUN_NCHWC !== '0') ? await withNchwc(graphOrBytes) : graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(graphOrBytes);
+    const bytes = ep === 'cpu' && nchwcWanted(opts.nchwc) ? await withNchwc(graphOrBytes) : graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(graphOrBytes);
     const label = opts.label ?? (graphOrBytes instanceof Uint8Array ? 'model' : graphOrBytes.name);
     let session: ort.InferenceSession;
     try {

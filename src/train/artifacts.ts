@@ -3,7 +3,6 @@
 // They are written to graphs/<content-hash>/ and reused while the configuration and the
 // generator code are unchanged.
 
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +19,7 @@ import { buildObjective, objectiveInputs, type LossConfig } from './objectives.j
 import { crossEntropy } from './losses.js';
 import { smoothReluBackward } from '../autodiff/rules/activations.js';
 import { emitSgdUpdate, output, type SgdConfig } from './optimizer.js';
+import { sha256Hex, sourceFingerprint } from '../util/hash.js';
 
 export const ARTIFACT_FORMAT = 'advrun-artifacts/1';
 
@@ -228,25 +228,13 @@ let fingerprint: string | undefined;
 
 /** Hash of the code that generates graphs, so a changed generator never reuses stale artifacts. */
 export function generatorFingerprint(): string {
-  if (fingerprint) return fingerprint;
   const root = dirname(dirname(fileURLToPath(import.meta.url))); // src/ or dist/
-  const h = createHash('sha256');
-  for (const sub of ['ir', 'autodiff', 'models', 'train', 'onnx']) hashTree(h, join(root, sub));
-  fingerprint = h.digest('hex').slice(0, 16);
+  fingerprint ??= sourceFingerprint(['ir', 'autodiff', 'models', 'train', 'onnx'].map((sub) => join(root, sub)));
   return fingerprint;
 }
 
-function hashTree(h: ReturnType<typeof createHash>, dir: string): void {
-  if (!existsSync(dir)) return;
-  for (const name of readdirSync(dir).sort()) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) hashTree(h, p);
-    else if (/\.(ts|js)$/.test(name) && !name.endsWith('.d.ts')) h.update(name).update(readFileSync(p));
-  }
-}
-
 export function artifactKey(cfg: ArtifactConfig): string {
-  return createHash('sha256').update(JSON.stringify({ format: ARTIFACT_FORMAT, cfg, gen: generatorFingerprint() })).digest('hex').slice(0, 20);
+  return sha256Hex(JSON.stringify({ format: ARTIFACT_FORMAT, cfg, gen: generatorFingerprint() })).slice(0, 20);
 }
 
 function ioSpecs(g: Graph, names: string[], roles: Record<string, ValueRole>): IoSpec[] {
@@ -276,7 +264,7 @@ export function loadCachedArtifacts(dir: string): BuiltArtifacts | undefined {
     const p = join(dir, entry.file);
     if (!existsSync(p)) return undefined;
     const data = readFileSync(p);
-    if (createHash('sha256').update(data).digest('hex') !== entry.sha256) return undefined;
+    if (sha256Hex(data) !== entry.sha256) return undefined;
     bytes[name] = data;
   }
   return { dir, manifest, bytes, cached: true };
@@ -310,7 +298,7 @@ export function writeArtifacts(dir: string, key: string, cfg: ArtifactConfig, ge
     bytes[name] = data;
     graphs[name] = {
       file: `${name}.onnx`,
-      sha256: createHash('sha256').update(data).digest('hex'),
+      sha256: sha256Hex(data),
       inputs: ioSpecs(graph, graph.inputs, roles),
       outputs: ioSpecs(graph, graph.outputs, roles),
     };

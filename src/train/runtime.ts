@@ -108,7 +108,9 @@ export class ModelRuntime implements AttackModel {
       // These sessions live for one model state, so their memory arena is returned at every rebuild and
       // never accumulates (unlike the train step's, which stays off by default): keep it, it saves ~10 % of
       // an attack step on narrow networks.
-      s = CompiledGraph.create(this.bytesWithState(name), { ...this.opts, label: name, memArena: this.opts.memArena ?? true });
+      // All weights are constants here, so ONNX Runtime pre-packs them itself: nothing for advrun's NCHWc
+      // lowering to do, and skipping it saves re-parsing the model at every rebuild.
+      s = CompiledGraph.create(this.bytesWithState(name), { ...this.opts, label: name, memArena: this.opts.memArena ?? true, nchwc: false });
       this.compiled.set(name, s);
     }
     return s;
