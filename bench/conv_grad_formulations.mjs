@@ -3,9 +3,9 @@
 //   node bench/conv_grad_formulations.mjs [--threads 2] [--iters 7]     (after `npm run build`)
 // Per layer shape (batch 128, PreActResNet-18 stages): forward Conv; input gradient as ConvTranspose vs
 // a Conv with the flipped weight (stride 1); weight gradient with im2col over the batch vs per-image
-// one-hot columns. Prints the median ms of each and checks the formulations agree.
+// one-hot columns vs one GEMM per kernel offset. Prints the median ms of each and checks the formulations agree.
 import { parseArgs } from 'node:util';
-import { columnsOverBatch, columnsPerImage } from '../dist/autodiff/rules/conv.js';
+import { columnsOverBatch, columnsPerImage, columnsPerOffset } from '../dist/autodiff/rules/conv.js';
 import { newGraph } from '../dist/ir/builder.js';
 import { makeTensor } from '../dist/ir/tensor.js';
 import { CompiledGraph, toOrt } from '../dist/runtime/session.js';
@@ -33,6 +33,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
     ...(s === 1 ? { 'dx flipped Conv': (b, x, gy, w) => b.op('Conv', [gy, b.slice(b.transpose(w, [1, 0, 2, 3]), [-1, -1], [-k - 1, -k - 1], [2, 3], [-1, -1])], { kernel_shape: [k, k], pads: Array(4).fill(k - 1 - p) }) } : {}),
     'dw over batch': (b, x, gy) => columnsOverBatch(b, x, gy, win, 1),
     'dw per image': (b, x, gy) => columnsPerImage(b, x, gy, win),
+    'dw per offset': (b, x, gy) => columnsPerOffset(b, x, gy, win),
   };
   const out = {};
   const results = {};
@@ -50,14 +51,14 @@ async function timeLayer([N, C, M, H, k, s, p]) {
   }
   const diff = (a, c) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - c[i])), 0);
   const scale = (a) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  const dwErr = diff(results['dw over batch'], results['dw per image']) / scale(results['dw over batch']);
+  const dwErr = Math.max(...['dw per image', 'dw per offset'].map((k) => diff(results['dw over batch'], results[k]) / scale(results['dw over batch'])));
   const dxErr = results['dx flipped Conv'] ? diff(results['dx ConvTranspose'], results['dx flipped Conv']) / scale(results['dx ConvTranspose']) : 0;
   if (dwErr > 1e-5 || dxErr > 1e-5) throw new Error(`formulations disagree: dw ${dwErr}, dx ${dxErr}`);
   return out;
 }
 
 console.log(`threads ${threads}, median of ${iters} runs, ms`);
-const cols = ['forward Conv', 'dx ConvTranspose', 'dx flipped Conv', 'dw over batch', 'dw per image'];
+const cols = ['forward Conv', 'dx ConvTranspose', 'dx flipped Conv', 'dw over batch', 'dw per image', 'dw per offset'];
 console.log(`| layer (N, C->M, HxW, k, stride) | ${cols.join(' | ')} |`);
 console.log(`| --- | ${cols.map(() => '---:').join(' | ')} |`);
 for (const l of LAYERS) {

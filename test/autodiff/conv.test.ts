@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { addGradients } from '../../src/autodiff/grad.js';
-import { columnsOverBatch, columnsPerImage } from '../../src/autodiff/rules/conv.js';
+import { columnsOverBatch, columnsPerImage, columnsPerOffset, PER_IMAGE_MAX_COLUMNS } from '../../src/autodiff/rules/conv.js';
 import { Builder } from '../../src/ir/builder.js';
 import { Graph, type AttrInput } from '../../src/ir/graph.js';
 import { makeTensor, numel, type Tensor } from '../../src/ir/tensor.js';
@@ -108,7 +108,7 @@ describe('second order through Conv (Hessian-vector products, gradient penalties
   }
 });
 
-describe('the weight-gradient formulations agree to float32 rounding (finite differences only resolve ~1e-2)', () => {
+describe('the three weight-gradient formulations agree to float32 rounding (finite differences only resolve ~1e-2)', () => {
   const layers: { x: number[]; m: number; kernel: number[]; strides: number[]; dilations: number[]; pads: number[] }[] = [
     { x: [3, 4, 9, 9], m: 5, kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1] },
     { x: [2, 3, 11, 10], m: 6, kernel: [3, 2], strides: [2, 2], dilations: [1, 1], pads: [1, 0] },
@@ -125,12 +125,12 @@ describe('the weight-gradient formulations agree to float32 rounding (finite dif
       const y = b.op('Conv', [x, w], { strides: l.strides, dilations: l.dilations, pads: [...l.pads, ...l.pads] });
       const gy = g.addInput('gy', 'float32', g.shape(y));
       const win = { kernel: l.kernel, strides: l.strides, dilations: l.dilations, padsBegin: l.pads };
-      g.outputs = [columnsPerImage(b, x, gy, win), columnsOverBatch(b, x, gy, win, 1)];
+      g.outputs = [columnsOverBatch(b, x, gy, win, 1), columnsPerImage(b, x, gy, win), columnsPerOffset(b, x, gy, win)];
       const rand = (dims: number[]): Tensor => makeTensor('float32', dims, Array.from({ length: numel(dims) }, () => rng.normal()));
       const out = Object.values(await (await CompiledGraph.create(g)).runTensors({ x: rand(l.x), w: rand([l.m, l.x[1]!, ...l.kernel]), gy: rand(g.shape(y) as number[]) }));
-      const [a, c] = out.map((t) => Array.from(t.data as Float32Array));
+      const [c, ...others] = out.map((t) => Array.from(t.data as Float32Array));
       const scale = Math.max(...c!.map(Math.abs));
-      expect(Math.max(...a!.map((v, i) => Math.abs(v - c![i]!))) / scale).toBeLessThan(1e-5);
+      for (const a of others) expect(Math.max(...a.map((v, i) => Math.abs(v - c![i]!))) / scale).toBeLessThan(1e-5);
     });
   }
 });
@@ -210,5 +210,24 @@ describe('Conv VJP graph structure', () => {
       await stRun.release();
     }
     await symRun.release();
+  });
+
+  test('the weight-gradient formulation follows the layer: per offset for huge per-image columns, per image, over the batch', () => {
+    const formulation = (c: number, m: number, size: number) => {
+      const g = new Graph('wgrad-choice');
+      const b = new Builder(g);
+      const x = g.addInput('x', 'float32', ['N', c, size, size]);
+      const w = g.addInput('w', 'float32', [m, c, 3, 3]);
+      const before = g.nodes.length;
+      addGradients(g, b.sumAll(b.op('Conv', [x, w], { pads: [1, 1, 1, 1] })), [w]);
+      const ops = g.nodes.slice(before).map((n) => n.op);
+      const matmuls = ops.filter((o) => o === 'MatMul').length;
+      return matmuls === 9 ? 'per offset' : ops.includes('Concat') ? 'over batch' : 'per image';
+    };
+    expect(PER_IMAGE_MAX_COLUMNS).toBeLessThan(64 * 9 * 32 * 32);
+    expect(formulation(64, 64, 32)).toBe('per offset'); // PreActResNet-18 w64 stage 1: 2.4 MB of columns an image
+    expect(formulation(128, 128, 16)).toBe('per image');
+    expect(formulation(16, 16, 28)).toBe('per image');
+    expect(formulation(512, 512, 4)).toBe('over batch');
   });
 });

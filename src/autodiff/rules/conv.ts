@@ -76,20 +76,30 @@ export interface ConvWindow {
 /**
  * Weight gradient of a (grouped) convolution that maps `src` [N, C, *S] to `dst` [N, M, *O] with window `win`:
  *   dW[m, c, *k] = sum over n, o of gdst[n, m, *o] * srcpad[n, g(m)*C/G + c, *(o*s + k*d)]
- * returned as [M, C/G, *kernel]. Two formulations with the same GEMM work, and different overheads:
+ * returned as [M, C/G, *kernel]. Three formulations with the same GEMM work and different overheads
+ * (bench/conv_grad_formulations.mjs times them per layer shape; bench/RESULTS.md):
  * - per image (columnsPerImage): one GEMM per image with inner dimension P (output positions), whose
  *   [N, M, C*K] partial products are then summed: the extra traffic per FLOP grows like 1/P;
  * - over the batch (columnsOverBatch): one GEMM with inner dimension N*P, after im2col copies of the
- *   input: the extra traffic per FLOP grows like 1/M (output channels).
- * So per image when P >= M / 2 (early, high-resolution layers and every layer of narrow networks), over
- * the batch for deep layers with few positions and many channels. bench/conv_grad_formulations.mjs
- * measures both per layer shape (bench/RESULTS.md): the crossover lies between P/M = 0.25 and 0.77.
+ *   input: the extra traffic per FLOP grows like 1/M (output channels);
+ * - per kernel offset (columnsPerOffset): K GEMMs with inner dimension N*P over Slices of the input, no
+ *   column matrix at all: a little slower, but the per-image columns (C*K*P floats an image) of the
+ *   first, highest-resolution stage are the largest buffer of a train step (302 MB on PreActResNet-18
+ *   width 64, batch 128), and this keeps the peak memory of a training process near PyTorch's.
+ * So per offset for stride-1 layers whose per-image columns exceed PER_IMAGE_MAX_COLUMNS; otherwise per
+ * image when P >= M / 2 (early, high-resolution layers and every layer of narrow networks), over the
+ * batch for deep layers with few positions and many channels (the crossover lies between P/M = 0.25 and 0.77).
  */
 export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
   const P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1), M = staticDim(b, gdst, 1);
+  const columnsPerExample = staticDim(b, src, 1) * win.kernel.reduce((a, c) => a * c, 1) * P;
+  if (group === 1 && win.strides.every((s) => s === 1) && columnsPerExample > PER_IMAGE_MAX_COLUMNS) return columnsPerOffset(b, src, gdst, win);
   if (group === 1 && P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M) return columnsPerImage(b, src, gdst, win);
   return columnsOverBatch(b, src, gdst, win, group);
 }
+
+/** Per-image weight-gradient columns larger than this (floats an image; 2 MiB) are not materialised. */
+export const PER_IMAGE_MAX_COLUMNS = 1 << 19;
 
 /**
  * End padding of a window mapping spatial sizes S to O: exactly what the last window needs. Rows no window
@@ -155,6 +165,33 @@ export function columnsOverBatch(b: Builder, src: string, gdst: string, win: Con
   const gyG = b.reshape(b.transpose(b.reshape(gdst, [-1, group, Mg, P]), [1, 2, 0, 3]), [group, Mg, -1]); // [G, Mg, N*P]
   const dw = b.matmul(gyG, b.transpose(cols, [0, 2, 1]));                                             // [G, Mg, Cg*K]
   return b.reshape(dw, [M, Cg, ...kernel]);
+}
+
+/**
+ * One GEMM per kernel offset over the whole batch: src transposed to [C, N, *S] and padded once; for each
+ * offset a (strided) Slice [C, N, *O] holds the input values that offset meets, and
+ * dW[:, :, k] = gy [M, N*P] x slice_k^T [N*P, C]. Unlike im2col over the batch no column matrix is
+ * assembled (no Concat copy, and only one offset's slice is alive at a time).
+ */
+export function columnsPerOffset(b: Builder, src: string, gdst: string, win: ConvWindow): string {
+  const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
+  const padsEnd = windowEndPads(S, O, win);
+  const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
+  const r = S.length;
+  const { kernel, strides, dilations, padsBegin } = win;
+  const P = O.reduce((a, c) => a * c, 1);
+  let xt = b.transpose(src, [1, 0, ...range(r, 2)]);
+  if ([...padsBegin, ...padsEnd].some((p) => p !== 0)) xt = b.op('Pad', [xt, b.ints([0, 0, ...padsBegin, 0, 0, ...padsEnd])]);
+  const padded = S.map((n, i) => n + padsBegin[i]! + padsEnd[i]!);
+  const gyT = b.reshape(b.transpose(b.reshape(gdst, [-1, M, P]), [1, 0, 2]), [M, -1]); // [M, N*P]
+  const perOffset = kernelOffsets(kernel).map((off) => {
+    const starts = off.map((j, i) => j * dilations[i]!);
+    const ends = starts.map((st, i) => st + strides[i]! * (O[i]! - 1) + 1);
+    const whole = starts.every((st, i) => st === 0 && ends[i] === padded[i] && strides[i] === 1);
+    const slice = b.reshape(whole ? xt : b.slice(xt, starts, ends, range(r, 2), strides), [C, -1]); // [C, N*P]
+    return b.unsqueeze(b.matmul(gyT, b.transpose(slice, [1, 0])), [2]); // [M, C, 1]
+  });
+  return b.reshape(b.concat(perOffset, 2), [M, C, ...kernel]);
 }
 
 /**
