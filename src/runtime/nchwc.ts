@@ -68,8 +68,6 @@ function runtimeValues(g: Graph): Set<string> {
 /** A Conv this lowering handles: 2-D, ungrouped, weights known only at run time, channels the kernel can take. */
 function lowerable(g: Graph, node: Node, block: number, dynamic: Set<string>): boolean {
   if (node.op !== 'Conv' || node.domain !== '' || attrInt(node, 'group', 1) !== 1) return false;
-  if (process.env.ONLY === 'fwd' && node.name.startsWith('bwd/')) return false;
-  if (process.env.ONLY === 'bwd' && !node.name.startsWith('bwd/')) return false;
   if (!dynamic.has(node.inputs[1]!)) return false; // ONNX Runtime's own transformer packs constant weights at load time
   const x = g.type(node.inputs[0]!).shape, w = g.type(node.inputs[1]!).shape;
   if (!x || !w || x.length !== 4 || w.some((d) => typeof d !== 'number')) return false;

@@ -123,7 +123,7 @@ export class CompiledGraph {
         intraOpNumThreads: opts.threads ?? 0,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
-        enableCpuMemArena: opts.memArena ?? process.env.ADVRUN_MEM_ARENA === '1', enableMemPattern: process.env.ADVRUN_MEMPAT !== '0',
+        enableCpuMemArena: opts.memArena ?? process.env.ADVRUN_MEM_ARENA === '1',
         ...(opts.profileDir ? { enableProfiling: true, profileFilePrefix: join(opts.profileDir, label) } : {}),
       });
     } catch (e) {
