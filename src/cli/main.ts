@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // advrun command line. Each command lives in its own module; user errors print one line, no stack.
 
-import './process-env.js'; // first: settings that must precede any thread-pool use
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isUserFacing } from '../util/errors.js';
