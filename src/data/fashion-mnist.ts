@@ -89,7 +89,10 @@ export interface IdxPair {
 
 /** Load and cross-validate an images/labels IDX pair (same count, labels < numClasses). */
 export async function loadIdxPair(imagesFile: string, labelsFile: string, numClasses: number, fix: string): Promise<IdxPair> {
-  const [img, lab] = await Promise.all([readIdxFile(imagesFile, 3, fix), readIdxFile(labelsFile, 1, fix)]);
+  // Both are read at once, but a failure is reported in a fixed order (images first), not whichever came first.
+  const reads = [readIdxFile(imagesFile, 3, fix), readIdxFile(labelsFile, 1, fix)] as const;
+  await Promise.allSettled(reads);
+  const img = await reads[0], lab = await reads[1];
   const [n, height, width] = img.dims as [number, number, number];
   if (lab.dims[0] !== n) {
     throw new UserError(
