@@ -65,10 +65,11 @@ function runtimeValues(g: Graph): Set<string> {
   return dynamic;
 }
 
-/** A Conv this lowering handles: 2-D, ungrouped, weights known only at run time, channels the kernel can take. */
+/** A Conv this lowering handles: float32, 2-D, ungrouped, weights known only at run time, channels the kernel can take. */
 function lowerable(g: Graph, node: Node, block: number, dynamic: Set<string>): boolean {
   if (node.op !== 'Conv' || node.domain !== '' || attrInt(node, 'group', 1) !== 1) return false;
   if (!dynamic.has(node.inputs[1]!)) return false; // ONNX Runtime's own transformer packs constant weights at load time
+  if (g.type(node.inputs[0]!).dtype !== 'float32') return false; // the kernels are float32 only
   const x = g.type(node.inputs[0]!).shape, w = g.type(node.inputs[1]!).shape;
   if (!x || !w || x.length !== 4 || w.some((d) => typeof d !== 'number')) return false;
   const [M, C] = w as number[];

@@ -67,7 +67,7 @@ describe('NCHWc lowering', () => {
     }
   });
 
-  test('leaves alone what the kernel cannot take: grouped, unblocked channels, constant weights', async () => {
+  test('leaves alone what the kernel cannot take: grouped, unblocked channels, constant weights, float64', async () => {
     const block = await nchwcBlockSize();
     const { graph, b } = newGraph('skip');
     const x = graph.addInput('x', 'float32', [2, 2 * block, 5, 5]);
@@ -77,6 +77,10 @@ describe('NCHWc lowering', () => {
       b.op('Conv', [x, b.constant(makeTensor('float32', [block, 2 * block, 1, 1]))]));
     expect(lowerConvsToNchwc(graph, Math.max(block, 8))).toBe(graph);
     expect(lowerConvsToNchwc(graph, 1)).toBe(graph);
+    const { graph: g64, b: b64 } = newGraph('f64');
+    const x64 = g64.addInput('x', 'float64', [2, 16, 5, 5]);
+    g64.markOutput(b64.op('Conv', [x64, g64.addInput('w', 'float64', [16, 16, 3, 3])]));
+    expect(lowerConvsToNchwc(g64, 16)).toBe(g64);
   });
 
   test('a PreActResNet-18 train step and attack gradient agree with the unlowered graphs', async () => {
