@@ -12,8 +12,8 @@
 // parts separately on the whole batch gives robust sets whose intersection is exactly aa-lite's.
 // One clean logits call is shared: clean-misclassified points are not attacked (robust = 0).
 
-import { apgdCeMasked, apgdSettings, apgdTMasked, cleanState, requireTargetedClasses, resolveApgd, type ApgdParams } from './apgd.js';
-import { checkBatch, CountingModel, requirePositiveInt, type BaseAttackOptions } from './common.js';
+import { apgdCeMasked, apgdSettings, apgdTMasked, attackCleanCorrect, requireTargetedClasses, resolveApgd, type ApgdParams } from './apgd.js';
+import { checkBatch, requirePositiveInt, type BaseAttackOptions } from './common.js';
 import { resolveSquare, squareGeometry, squareMasked, squareSettings, type SquareParams } from './square.js';
 import type { Attack, AttackModel, AttackResult } from './types.js';
 
@@ -60,18 +60,17 @@ export class AaLite implements Attack {
     const d = checkBatch(this.name, model, x, y, n);
     requireTargetedClasses(this.name, model.numClasses);
     const g = squareGeometry(this.name, model);
-    if (n === 0) return { xAdv: x.slice(), robust: new Uint8Array(0), queries: 0 };
-    const cm = new CountingModel(model);
-    const state = await cleanState(cm, x, y, n);
-    // Robust counts after each stage let the caller spot gradient masking (Square beating APGD).
-    const stillRobust = () => state.robust.reduce((a, v) => a + v, 0);
-    const stages: { name: string; robust: number }[] = [];
-    await apgdCeMasked(cm, x, y, n, d, this.apgd, state);
-    stages.push({ name: 'apgd-ce', robust: stillRobust() });
-    await apgdTMasked(cm, x, y, n, d, this.apgd, this.nTargetClasses, state);
-    stages.push({ name: 'apgd-t', robust: stillRobust() });
-    await squareMasked(cm, x, y, n, g, this.square, state);
-    stages.push({ name: 'square', robust: stillRobust() });
-    return { xAdv: state.xAdv, robust: state.robust, queries: cm.queries, stages };
+    return attackCleanCorrect(model, x, y, n, async (cm, state) => {
+      // Robust counts after each stage let the caller spot gradient masking (Square beating APGD).
+      const stillRobust = () => state.robust.reduce((a, v) => a + v, 0);
+      const stages: { name: string; robust: number }[] = [];
+      await apgdCeMasked(cm, x, y, n, d, this.apgd, state);
+      stages.push({ name: 'apgd-ce', robust: stillRobust() });
+      await apgdTMasked(cm, x, y, n, d, this.apgd, this.nTargetClasses, state);
+      stages.push({ name: 'apgd-t', robust: stillRobust() });
+      await squareMasked(cm, x, y, n, g, this.square, state);
+      stages.push({ name: 'square', robust: stillRobust() });
+      return { stages };
+    });
   }
 }

@@ -299,13 +299,24 @@ export async function apgdTMasked(
   }
 }
 
-/** Clean pass shared by APGD, Square and aa-lite: only clean-correct examples are attacked. */
-export async function cleanState(cm: CountingModel, x: Float32Array, y: Int32Array, n: number): Promise<MaskedState> {
+/**
+ * The frame shared by APGD, Square and aa-lite: a clean pass marks the clean-correct examples as robust
+ * (only those are attacked), `attack` updates the state in place, and the result counts every query.
+ * Whatever `attack` returns (e.g. aa-lite's per-stage counts) is added to the result.
+ */
+export async function attackCleanCorrect(
+  model: AttackModel, x: Float32Array, y: Int32Array, n: number,
+  attack: (cm: CountingModel, state: MaskedState) => Promise<Partial<AttackResult> | void>,
+): Promise<AttackResult> {
+  if (n === 0) return { xAdv: x.slice(), robust: new Uint8Array(0), queries: 0 };
+  const cm = new CountingModel(model);
   const k = cm.numClasses;
   const cleanLogits = Float32Array.from(await cm.logits(x, n));
   const robust = new Uint8Array(n);
   for (let i = 0; i < n; i++) robust[i] = isCorrect(cleanLogits, i, k, y[i]!) ? 1 : 0;
-  return { xAdv: x.slice(), robust, cleanLogits };
+  const state: MaskedState = { xAdv: x.slice(), robust, cleanLogits };
+  const extra = await attack(cm, state);
+  return { xAdv: state.xAdv, robust: state.robust, queries: cm.queries, ...extra };
 }
 
 /** Validated APGD parameters with AutoAttack's defaults (also aa-lite's APGD parts). */
@@ -355,11 +366,7 @@ export class ApgdCe implements Attack {
 
   async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
     const d = checkBatch(this.name, model, x, y, n);
-    if (n === 0) return { xAdv: x.slice(), robust: new Uint8Array(0), queries: 0 };
-    const cm = new CountingModel(model);
-    const state = await cleanState(cm, x, y, n);
-    await apgdCeMasked(cm, x, y, n, d, this.params, state);
-    return { xAdv: state.xAdv, robust: state.robust, queries: cm.queries };
+    return attackCleanCorrect(model, x, y, n, (cm, state) => apgdCeMasked(cm, x, y, n, d, this.params, state));
   }
 }
 
@@ -381,11 +388,7 @@ export class ApgdT implements Attack {
   async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
     const d = checkBatch(this.name, model, x, y, n);
     requireTargetedClasses(this.name, model.numClasses);
-    if (n === 0) return { xAdv: x.slice(), robust: new Uint8Array(0), queries: 0 };
-    const cm = new CountingModel(model);
-    const state = await cleanState(cm, x, y, n);
-    await apgdTMasked(cm, x, y, n, d, this.params, this.nTargetClasses, state);
-    return { xAdv: state.xAdv, robust: state.robust, queries: cm.queries };
+    return attackCleanCorrect(model, x, y, n, (cm, state) => apgdTMasked(cm, x, y, n, d, this.params, this.nTargetClasses, state));
   }
 }
 

@@ -23,7 +23,7 @@
 
 import { UserError } from '../util/errors.js';
 import type { Rng } from '../util/random.js';
-import { cleanState, type MaskedState } from './apgd.js';
+import { attackCleanCorrect, type MaskedState } from './apgd.js';
 import {
   checkBatch,
   copyRow,
@@ -363,10 +363,6 @@ export class Square implements Attack {
   async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
     checkBatch(this.name, model, x, y, n);
     const g = squareGeometry(this.name, model);
-    if (n === 0) return { xAdv: x.slice(), robust: new Uint8Array(0), queries: 0 };
-    const cm = new CountingModel(model);
-    const state = await cleanState(cm, x, y, n);
-    await squareMasked(cm, x, y, n, g, this.params, state);
-    return { xAdv: state.xAdv, robust: state.robust, queries: cm.queries };
+    return attackCleanCorrect(model, x, y, n, (cm, state) => squareMasked(cm, x, y, n, g, this.params, state));
   }
 }
