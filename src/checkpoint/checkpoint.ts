@@ -5,7 +5,8 @@
 import type { Tensor } from '../ir/tensor.js';
 import type { ModelSpec } from '../models/spec.js';
 import { UserError } from '../util/errors.js';
-import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { readInputFile } from '../util/fs.js';
+import { decodeSafetensors, writeSafetensors } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'advrun-checkpoint/1';
 
@@ -35,7 +36,12 @@ export function saveCheckpoint(path: string, state: Map<string, Tensor>, meta: C
 }
 
 export function loadCheckpoint(path: string): Checkpoint {
-  const { tensors, metadata } = readSafetensors(path);
+  return decodeCheckpoint(readInputFile(path), path);
+}
+
+/** A checkpoint from bytes already read (`path` names it in errors). */
+export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
+  const { tensors, metadata } = decodeSafetensors(bytes, path);
   if (metadata.format !== CHECKPOINT_FORMAT || !metadata.model) {
     throw new UserError(`${path} is not an advrun checkpoint (no "${CHECKPOINT_FORMAT}" metadata); PyTorch checkpoints need --arch and the import path`);
   }

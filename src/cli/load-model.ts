@@ -39,7 +39,7 @@ export interface LoadModelOptions extends DatasetChoice {
 
 /** The dataset a model is evaluated on: --dataset/--classes, or what the checkpoint records. */
 export async function datasetForModel(path: string, o: DatasetChoice): Promise<Dataset> {
-  const meta = detectModelKind(path).meta;
+  const meta = detectModelKind(path).checkpoint?.meta;
   const extra = meta?.extra ?? {};
   const dataset = o.dataset ?? (extra.dataset as string | undefined);
   if (!dataset) throw new UserError(`${path} does not record its dataset; pass --dataset`);

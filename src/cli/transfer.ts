@@ -78,7 +78,7 @@ export const transferCommand: CommandModule = {
 
     const split = a.split as Split;
     const ds = await datasetForModel(surrogatePaths[0]!, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split });
-    const usedClasses = a.classes ?? (detectModelKind(surrogatePaths[0]!).meta?.extra?.classes as string | null | undefined) ?? null;
+    const usedClasses = a.classes ?? (detectModelKind(surrogatePaths[0]!).checkpoint?.meta.extra?.classes as string | null | undefined) ?? null;
     const warnings: string[] = [];
     const log = (m: string) => { if (!quiet(!!a.json)) process.stderr.write(`advrun: warning: ${m}\n`); };
     const warn = (m: string) => { warnings.push(m); log(m); };

@@ -5,10 +5,10 @@
 //   - ONNX classifiers (.onnx): imported as they are (see onnx-import.ts).
 // Each becomes artifacts + state that ModelRuntime runs.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Argv } from 'yargs';
-import { CHECKPOINT_FORMAT, checkStateMatches, loadCheckpoint, type Checkpoint, type CheckpointMeta } from '../checkpoint/checkpoint.js';
+import { CHECKPOINT_FORMAT, checkStateMatches, decodeCheckpoint, type Checkpoint } from '../checkpoint/checkpoint.js';
 import { modelSpecFrom } from '../cli/options.js';
 import { makeTensor, type Tensor } from '../ir/tensor.js';
 import { archNames, type ModelSpec } from '../models/index.js';
@@ -16,10 +16,11 @@ import { ensureArtifacts, type BuiltArtifacts } from '../train/artifacts.js';
 import { initialState } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { ensureImportedArtifacts, type ImportedArtifactOptions } from './imported-artifacts.js';
-import { IMPORTED_ARCH, importOnnx, importOnnxFile, importedState, type ImportedOnnx } from './onnx-import.js';
+import { IMPORTED_ARCH, importOnnx, importedState, type ImportedOnnx } from './onnx-import.js';
 import { decodeForeignSafetensors, decodeForeignState, fitState, looksLikeSafetensors } from './state-dict.js';
 import { isZip } from './zip.js';
 import { sha256Hex } from '../util/hash.js';
+import { readInputFile } from '../util/fs.js';
 
 export type ModelKind = 'advrun' | 'pytorch' | 'onnx';
 
@@ -78,21 +79,40 @@ export function specFromArchOptions(a: ArchOptions, source: string, d: DataDefau
   return spec;
 }
 
-/** What a model file is, from its content (and the .onnx extension). */
-export function detectModelKind(path: string): { kind: ModelKind; format: 'safetensors' | 'pt' | 'onnx'; meta?: CheckpointMeta } {
-  let head: Buffer;
+/**
+ * What a model file is, from its content (and the .onnx extension). The file is read once: its bytes (and,
+ * for an advrun checkpoint, the decoded checkpoint) come back for openModel to use.
+ */
+export function detectModelKind(path: string): DetectedModel {
+  // A command asks about the same file more than once (its dataset, then the model): read it once.
+  const stamp = fileStamp(path);
+  if (lastDetected && lastDetected.path === path && lastDetected.stamp === stamp) return lastDetected.model;
+  const model = detectFromBytes(path, readInputFile(path));
+  lastDetected = stamp === undefined ? undefined : { path, stamp, model };
+  return model;
+}
+
+export interface DetectedModel { kind: ModelKind; format: 'safetensors' | 'pt' | 'onnx'; bytes: Buffer; checkpoint?: Checkpoint }
+
+let lastDetected: { path: string; stamp: string; model: DetectedModel } | undefined;
+
+function fileStamp(path: string): string | undefined {
   try {
-    head = readFileSync(path);
-  } catch (e) {
-    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    const st = statSync(path);
+    return `${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined; // readInputFile reports it
   }
-  if (looksLikeSafetensors(head)) {
-    const { metadata } = decodeForeignSafetensors(head, path);
-    if (metadata.format === CHECKPOINT_FORMAT) return { kind: 'advrun', format: 'safetensors', meta: loadCheckpoint(path).meta };
-    return { kind: 'pytorch', format: 'safetensors' };
+}
+
+function detectFromBytes(path: string, bytes: Buffer): DetectedModel {
+  if (looksLikeSafetensors(bytes)) {
+    const { metadata } = decodeForeignSafetensors(bytes, path);
+    if (metadata.format === CHECKPOINT_FORMAT) return { kind: 'advrun', format: 'safetensors', bytes, checkpoint: decodeCheckpoint(bytes, path) };
+    return { kind: 'pytorch', format: 'safetensors', bytes };
   }
-  if (isZip(head) || (head[0] === 0x80 && head[1] === 0x02)) return { kind: 'pytorch', format: 'pt' };
-  if (extname(path).toLowerCase() === '.onnx' || head[0] === 0x08) return { kind: 'onnx', format: 'onnx' };
+  if (isZip(bytes) || (bytes[0] === 0x80 && bytes[1] === 0x02)) return { kind: 'pytorch', format: 'pt', bytes };
+  if (extname(path).toLowerCase() === '.onnx' || bytes[0] === 0x08) return { kind: 'onnx', format: 'onnx', bytes };
   throw new UserError(`${path} is neither an advrun checkpoint, a PyTorch checkpoint (.pt zip or .safetensors) nor an ONNX model (.onnx)`);
 }
 
@@ -104,7 +124,7 @@ export interface OpenedModel {
   /** Everything ModelRuntime needs: parameters, buffers, zero momentum. */
   state: Map<string, Tensor>;
   /** advrun checkpoints: their metadata (dataset, classes, epochs...). */
-  meta?: CheckpointMeta;
+  meta?: Checkpoint['meta'];
   imported?: ImportedOnnx;
   /** What the import did (prefixes stripped, opset upgraded...). */
   notes: string[];
@@ -177,7 +197,7 @@ export async function openModel(path: string, o: OpenOptions): Promise<OpenedMod
   const kind = detectModelKind(path);
   const notes: string[] = [];
   if (kind.kind === 'advrun') {
-    const ck = loadCheckpoint(path);
+    const ck = kind.checkpoint!;
     if (ck.meta.model.arch === IMPORTED_ARCH) return openImportedCheckpoint(path, ck, o);
     const { artifacts, state } = builtinWithWeights(ck.meta.model, ck.state, o.graphsDir, path);
     return { kind: 'advrun', source: path, spec: ck.meta.model, artifacts, state, meta: ck.meta, notes };
@@ -187,14 +207,14 @@ export async function openModel(path: string, o: OpenOptions): Promise<OpenedMod
     if (o.arch?.mean === undefined || o.arch?.std === undefined) {
       notes.push(`normalisation inside the model: mean [${spec.mean}], std [${spec.std}] (${o.data ? "the dataset's" : 'the default'}; pass --mean/--std as the PyTorch model uses them, --mean 0 --std 1 for none)`);
     }
-    const foreign = decodeForeignState(readFileSync(path), path);
+    const foreign = decodeForeignState(kind.bytes, path);
     if (foreign.unwrapped.length) notes.push(`state_dict found under ${foreign.unwrapped.map((k) => `["${k}"]`).join('')}`);
     const { state: weights, stripped } = fitState(foreign.tensors, spec, path);
     if (stripped.length) notes.push(`prefix ${stripped.map((p) => `"${p}"`).join(' then ')} stripped from every key`);
     const { artifacts, state } = builtinWithWeights(spec, weights, o.graphsDir, path);
     return { kind: 'pytorch', source: path, spec, artifacts, state, notes };
   }
-  const im = await importOnnxFile(path);
+  const im = await importOnnx(kind.bytes, path);
   notes.push(...im.notes);
   const { artifacts, state } = importedWithWeights(im, importedState(im), o, path);
   return { kind: 'onnx', source: path, spec: im.spec, artifacts, state, imported: im, notes };

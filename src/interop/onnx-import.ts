@@ -26,7 +26,6 @@
 // From the template, imported-artifacts.ts builds the eval, attack and (optionally) train-step
 // graphs that ModelRuntime runs, exactly as for built-in models.
 
-import { readFileSync } from 'node:fs';
 import { Builder } from '../ir/builder.js';
 import { attrInt, Graph, type Dim, type Node } from '../ir/graph.js';
 import { toNumbers, type Tensor } from '../ir/tensor.js';
@@ -37,6 +36,7 @@ import { UserError } from '../util/errors.js';
 import { foldConstantSubgraphs } from './const-fold.js';
 import { rebuildGraph } from '../ir/rebuild.js';
 import { sha256Hex } from '../util/hash.js';
+import { readInputFile } from '../util/fs.js';
 
 export const IMPORTED_ARCH = 'onnx';
 export const TARGET_OPSET = 17;
@@ -242,13 +242,7 @@ function paramKind(uses: { node: Node; slot: number }[]): ParamKind {
 // ---------- import ----------
 
 export async function importOnnxFile(path: string): Promise<ImportedOnnx> {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-  return importOnnx(bytes, path);
+  return importOnnx(readInputFile(path), path);
 }
 
 export async function importOnnx(bytes: Uint8Array, source: string): Promise<ImportedOnnx> {
