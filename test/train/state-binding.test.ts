@@ -44,4 +44,22 @@ describe('compiled-state sessions', () => {
     await compiled.release();
     await inputs.release();
   });
+
+  test('a graph is compiled for a state only on its second run in that state', async () => {
+    const art = ensureArtifacts(cfg, mkdtempSync(join(tmpdir(), 'advrun-binding-')));
+    const rt = new ModelRuntime(art, initialState(art.manifest, 0), { threads: 1 });
+    const rng = new Rng(4);
+    const n = 4;
+    const x = rng.fillUniform(new Float32Array(n * 784), 0, 1);
+    const y = Int32Array.from({ length: n }, () => rng.int(10));
+    const first = await rt.logits(x, n);
+    expect(rt.compiledGraphs).toEqual([]); // one run per state (PGD's clean logits) costs no session build
+    const second = await rt.logits(x, n);
+    expect(rt.compiledGraphs).toEqual(['eval']);
+    expect(maxRelDiff(second, first)).toBeLessThan(1e-5);
+    await rt.trainStep(x, y, n, 0.1);
+    await rt.logits(x, n);
+    expect(rt.compiledGraphs).toEqual([]); // the new state starts counting again
+    await rt.release();
+  });
 });
