@@ -27,10 +27,14 @@ async function timeLayer([N, C, M, H, k, s, p]) {
   const feeds = { x: rand([N, C, H, H]), gy: rand([N, M, Ho, Ho]), w: rand([M, C, k, k]) };
   const win = { kernel: [k, k], strides: [s, s], dilations: [1, 1], padsBegin: [p, p] };
   const conv = { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p] };
+  const flippedConv = (b, x, gy, w) => b.op('Conv', [gy, b.slice(b.transpose(w, [1, 0, 2, 3]), [-1, -1], [-k - 1, -k - 1], [2, 3], [-1, -1])], { kernel_shape: [k, k], pads: Array(4).fill(k - 1 - p) });
+  // Columns named "NCHWc" run with advrun's CPU lowering of run-time-weight convolutions (src/runtime/nchwc.ts,
+  // on by default); all others with ONNX Runtime's own Conv (im2col + GEMM for weights that are inputs).
   const variants = {
     'forward Conv': (b, x, gy, w) => b.op('Conv', [x, w], conv),
+    'forward NCHWc': (b, x, gy, w) => b.op('Conv', [x, w], conv),
     'dx ConvTranspose': (b, x, gy, w) => b.op('ConvTranspose', [gy, w], { ...conv, output_padding: H - (s * (Ho - 1) + k - 2 * p) ? [H - (s * (Ho - 1) + k - 2 * p), H - (s * (Ho - 1) + k - 2 * p)] : undefined }),
-    ...(s === 1 ? { 'dx flipped Conv': (b, x, gy, w) => b.op('Conv', [gy, b.slice(b.transpose(w, [1, 0, 2, 3]), [-1, -1], [-k - 1, -k - 1], [2, 3], [-1, -1])], { kernel_shape: [k, k], pads: Array(4).fill(k - 1 - p) }) } : {}),
+    ...(s === 1 ? { 'dx flipped Conv': flippedConv, 'dx flipped NCHWc': flippedConv } : {}),
     'dw over batch': (b, x, gy) => columnsOverBatch(b, x, gy, win, 1),
     'dw per image': (b, x, gy) => columnsPerImage(b, x, gy, win),
     'dw per offset': (b, x, gy) => columnsPerOffset(b, x, gy, win),
@@ -41,7 +45,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
     const { graph, b } = newGraph(name.replace(/\W+/g, '_'));
     const x = graph.addInput('x', 'float32', [N, C, H, H]), gy = graph.addInput('gy', 'float32', [N, M, Ho, Ho]), w = graph.addInput('w', 'float32', [M, C, k, k]);
     graph.markOutput(f(b, x, gy, w));
-    const sess = await CompiledGraph.create(graph, { threads });
+    const sess = await CompiledGraph.create(graph, { threads, nchwc: name.includes('NCHWc') });
     const fd = Object.fromEntries(sess.inputNames.map((n) => [n, feeds[n]]));
     results[name] = Object.values(await sess.run(fd))[0].data;
     const t = [];
@@ -52,13 +56,14 @@ async function timeLayer([N, C, M, H, k, s, p]) {
   const diff = (a, c) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - c[i])), 0);
   const scale = (a) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const dwErr = Math.max(...['dw per image', 'dw per offset'].map((k) => diff(results['dw over batch'], results[k]) / scale(results['dw over batch'])));
-  const dxErr = results['dx flipped Conv'] ? diff(results['dx ConvTranspose'], results['dx flipped Conv']) / scale(results['dx ConvTranspose']) : 0;
-  if (dwErr > 1e-5 || dxErr > 1e-5) throw new Error(`formulations disagree: dw ${dwErr}, dx ${dxErr}`);
+  const dxErr = results['dx flipped Conv'] ? Math.max(...['dx flipped Conv', 'dx flipped NCHWc'].map((v) => diff(results['dx ConvTranspose'], results[v]) / scale(results['dx ConvTranspose']))) : 0;
+  const fwErr = diff(results['forward Conv'], results['forward NCHWc']) / scale(results['forward Conv']);
+  if (dwErr > 1e-5 || dxErr > 1e-5 || fwErr > 1e-5) throw new Error(`formulations disagree: dw ${dwErr}, dx ${dxErr}, forward ${fwErr}`);
   return out;
 }
 
 console.log(`threads ${threads}, median of ${iters} runs, ms`);
-const cols = ['forward Conv', 'dx ConvTranspose', 'dx flipped Conv', 'dw over batch', 'dw per image', 'dw per offset'];
+const cols = ['forward Conv', 'forward NCHWc', 'dx ConvTranspose', 'dx flipped Conv', 'dx flipped NCHWc', 'dw over batch', 'dw per image', 'dw per offset'];
 console.log(`| layer (N, C->M, HxW, k, stride) | ${cols.join(' | ')} |`);
 console.log(`| --- | ${cols.map(() => '---:').join(' | ')} |`);
 for (const l of LAYERS) {

@@ -18,6 +18,7 @@ import { provenance } from '../util/provenance.js';
 import { datasetForModel, runtimeFromCheckpoint } from './load-model.js';
 import { interactive, quiet } from './progress.js';
 import { sha256Hex } from '../util/hash.js';
+import { readInputFile } from '../util/fs.js';
 
 /** Defaults of the LGV/RFN transfer protocol: L∞ 4/255 (L2: 3), step eps/10, 50 iterations. */
 const DEFAULT_EPS: Record<Norm, string> = { linf: '4/255', l2: '3' };
@@ -29,7 +30,7 @@ function list(text: unknown, what: string): string[] {
 }
 
 function sha256File(path: string): string {
-  return sha256Hex(readFileSync(path));
+  return sha256Hex(readInputFile(path));
 }
 
 export const transferCommand: CommandModule = {

@@ -18,6 +18,7 @@ import { UserError } from '../util/errors.js';
 import { decodeForeignSafetensors } from './state-dict.js';
 import { convertRaw } from './raw-tensor.js';
 import { sha256Hex } from '../util/hash.js';
+import { readInputFile } from '../util/fs.js';
 
 export const REFERENCE_FORMAT = 'advrun-torch-reference/1';
 
@@ -84,13 +85,7 @@ export function dumpData(ds: Dataset, out: string): { n: number; sha256: string 
 
 /** Read a dumped slice back as a Dataset. */
 export function loadDumpedData(path: string, numClasses?: number): Dataset {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (e) {
-    throw new UserError(`cannot read ${path}: ${(e as Error).message}`);
-  }
-  const { tensors, metadata } = decodeForeignSafetensors(buf, path);
+  const { tensors, metadata } = decodeForeignSafetensors(readInputFile(path), path);
   const img = tensors.get('images'), lab = tensors.get('labels');
   if (!img || !lab || img.dims.length !== 4 || lab.dims.length !== 1 || img.dims[0] !== lab.dims[0]) {
     throw new UserError(`${path} is not a data file from \`advrun compare --dump-data\` (needs images [n, C, H, W] and labels [n])`);

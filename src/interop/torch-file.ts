@@ -7,13 +7,13 @@
 // version ("3"), and newer writers add `<dir>/byteorder` ("little"). Tensors are views into storages:
 // _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_hooks).
 
-import { readFileSync } from 'node:fs';
 import { makeTensor, tensorBytes, type Tensor } from '../ir/tensor.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { pickleStateDict, restrictedUnpickle, STORAGE_ELEMENT_BYTES, TensorRef, torchPersistentLoad, type PickledTensor, type PyValue, type StorageDType } from './pickle.js';
 import { isZip, writeZip, ZipReader } from './zip.js';
 import type { RawTensor } from './raw-tensor.js';
+import { readInputFile } from '../util/fs.js';
 
 const LEGACY_MAGIC = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
@@ -25,13 +25,7 @@ export interface TorchFile {
 }
 
 export function readTorchFile(path: string): TorchFile {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (e) {
-    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-  }
-  return decodeTorchFile(buf, path);
+  return decodeTorchFile(readInputFile(path), path);
 }
 
 export function decodeTorchFile(buf: Uint8Array, source: string): TorchFile {

@@ -36,7 +36,7 @@ registerVjp('BatchNormalization', ({ b, node, gradOutputs: [gy], input, needs })
     // Batch statistics, recomputed: input_mean/input_var do not affect Y in this mode.
     const mean = b.reduceMean(x, axes, false);
     const xc = b.sub(x, ch(mean));
-    return batchStatisticsVjp(b, x, gy, scale, mean, b.reduceMean(b.mul(xc, xc), axes, false), eps, needs);
+    return batchStatisticsVjp(b, x, gy, scale, mean, b.reduceMean(b.mul(xc, xc), axes, false), eps, needs, xc);
   }
 
   const mean = input(3), variance = input(4);
@@ -79,13 +79,13 @@ registerCustomVjp(BATCH_STATISTICS_BN_VJP, ({ b, node, gradOutputs: [gy], input,
  * batch statistics `mean`, `variance` ([C], biased): the closed form above. Shared by training_mode=1
  * nodes (which recompute the statistics) and the custom rule (which takes the forward's).
  */
-function batchStatisticsVjp(b: Builder, x: string, gy: string, scale: string, mean: string, variance: string, eps: number, needs: (i: number) => boolean): (string | undefined)[] {
+function batchStatisticsVjp(b: Builder, x: string, gy: string, scale: string, mean: string, variance: string, eps: number, needs: (i: number) => boolean, centred?: string): (string | undefined)[] {
   const rank = b.rank(x);
   const axes = [0, ...range(rank - 2, 2)];
   const ch = (v: string) => perChannel(b, v, rank);
   const sumNS = (v: string) => b.reduceSum(v, axes, false);
   const invstd = b.op('Reciprocal', [b.sqrt(b.add(variance, b.scalarLike(eps, variance)))]); // [C]
-  const xc = b.sub(x, ch(mean));
+  const xc = centred ?? b.sub(x, ch(mean)); // x - mean, unless the caller already has it
   const sumG = sumNS(gy), sumGXc = sumNS(b.mul(gy, xc));
   let gx: string | undefined;
   if (needs(0)) {

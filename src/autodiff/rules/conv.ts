@@ -106,12 +106,12 @@ export const PER_IMAGE_MAX_COLUMNS = 1 << 19;
  * reaches (when the forward's floor skipped up to s-1 trailing ones) are simply not padded; either
  * weight-gradient formulation still produces O positions.
  */
-export function windowEndPads(S: number[], O: number[], win: ConvWindow): number[] {
+function windowEndPads(S: number[], O: number[], win: ConvWindow): number[] {
   return S.map((n, i) => Math.max(0, win.strides[i]! * (O[i]! - 1) + (win.kernel[i]! - 1) * win.dilations[i]! + 1 - n - win.padsBegin[i]!));
 }
 
 /** Output positions per output channel from which the per-image weight gradient is the faster one. */
-export const PER_IMAGE_MIN_POSITIONS_PER_CHANNEL = 0.5;
+const PER_IMAGE_MIN_POSITIONS_PER_CHANNEL = 0.5;
 
 /**
  * Per-image columns: a depthwise Conv whose constant one-hot kernels copy each window element to its own
@@ -126,7 +126,7 @@ export function columnsPerImage(b: Builder, src: string, gdst: string, win: Conv
   const K = kernel.reduce((a, c) => a * c, 1), P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1);
   const oneHot = new Float32Array(C * K * K);
   for (let c = 0; c < C; c++) for (let j = 0; j < K; j++) oneHot[(c * K + j) * K + j] = 1;
-  const picker = b.constant(makeTensor('float32', [C * K, 1, ...kernel], oneHot));
+  const picker = b.constant(makeTensor(b.dtype(src), [C * K, 1, ...kernel], oneHot)); // Conv needs one dtype
   const cols = b.op('Conv', [src, picker], { kernel_shape: kernel, strides, dilations, pads: [...padsBegin, ...padsEnd], group: C });
   const perImage = b.matmul(b.reshape(gdst, [-1, M, P]), b.transpose(b.reshape(cols, [-1, C * K, P]), [0, 2, 1])); // [N, M, C*K]
   return b.reshape(b.reduceSum(perImage, [0], false), [M, C, ...kernel]);
