@@ -12,7 +12,8 @@ import { UserError, isUserFacing } from '../util/errors.js';
 import { FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM_DIR, fashionFiles, findIdx, type FashionFile } from './fashion-mnist.js';
 import { encodeIdx, maybeGunzip, parseIdx } from './idx.js';
 import { selectBalanced, MINI_DIR, type MiniManifest } from './mini.js';
-import { displayPath, sha256Hex, writeFileAtomic } from './paths.js';
+import { displayPath, writeFileAtomic } from './paths.js';
+import { sha256Hex } from '../util/hash.js';
 
 export interface MakeSubsetOptions {
   source?: string;

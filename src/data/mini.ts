@@ -7,7 +7,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../util/errors.js';
 import { fashionFiles, fashionMnistDataset, fixHint } from './fashion-mnist.js';
-import { DATASETS_DIR, displayPath, sha256Hex } from './paths.js';
+import { DATASETS_DIR, displayPath } from './paths.js';
+import { sha256Hex } from '../util/hash.js';
 import { deriveRng, SALT } from './seeds.js';
 import type { Dataset, LoadOptions, Split } from './types.js';
 

@@ -60,6 +60,3 @@ export async function writeFileAtomic(p: string, data: Uint8Array | string): Pro
   }
 }
 
-export function sha256Hex(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}

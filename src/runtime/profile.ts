@@ -23,13 +23,14 @@ export interface ProfileSummary {
   phases: Record<Phase, number>;
 }
 
-/** The layout conversions ONNX Runtime inserts around its NCHWc convolutions. */
+/** The layout conversions around NCHWc convolutions (ONNX Runtime's own, and advrun's lowering in nchwc.ts). */
 const LAYOUT_OPS = new Set(['ReorderInput', 'ReorderOutput']);
 
+/** Layout conversions count as 'layout' wherever they are (forward or backward), so that phase is their whole cost. */
 export function phaseOf(nodeName: string, op: string): Phase {
+  if (LAYOUT_OPS.has(op)) return 'layout';
   if (nodeName.startsWith(`${NODE_PHASE.backward}/`)) return 'backward';
   if (nodeName.startsWith(`${NODE_PHASE.update}/`)) return 'update';
-  if (LAYOUT_OPS.has(op)) return 'layout';
   return 'forward';
 }
 

@@ -4,7 +4,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import type { Graph } from '../ir/graph.js';
+import { GraphError, type Graph } from '../ir/graph.js';
 import { type DType, type Tensor, type TensorData } from '../ir/tensor.js';
 import { graphToModelProto, modelProtoToGraph } from '../onnx/io.js';
 import { lowerConvsToNchwc, nchwcBlockSize, nchwcWanted } from './nchwc.js';
@@ -94,18 +94,24 @@ export function fromOrt(t: ort.Tensor): Tensor {
 
 export type Feeds = Record<string, ort.Tensor>;
 
-/** The model a CPU session loads: convolutions with run-time weights lowered to NCHWc (runtime/nchwc.ts). */
-async function withNchwc(graphOrBytes: Graph | Uint8Array): Promise<Uint8Array> {
-  const block = await nchwcBlockSize();
-  if (block <= 1) return graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(graphOrBytes);
+/**
+ * The bytes a session loads. On the CPU (unless turned off) convolutions with run-time weights are lowered
+ * to NCHWc (runtime/nchwc.ts); a model advrun cannot read into its IR (an imported model's constant
+ * subgraph) has nothing advrun generated to lower and is loaded as it is.
+ */
+async function sessionBytes(graphOrBytes: Graph | Uint8Array, lower: boolean): Promise<Uint8Array> {
+  const toBytes = (g: Graph | Uint8Array) => (g instanceof Uint8Array ? g : graphToModelProto(g));
+  const block = lower ? await nchwcBlockSize() : 1;
+  if (block <= 1) return toBytes(graphOrBytes);
   let graph: Graph;
   try {
     graph = graphOrBytes instanceof Uint8Array ? modelProtoToGraph(graphOrBytes, 'model') : graphOrBytes;
-  } catch {
-    return graphOrBytes as Uint8Array; // not a graph advrun can read (an imported model's fragment): nothing to lower
+  } catch (e) {
+    if (e instanceof GraphError || e instanceof UserError) return graphOrBytes as Uint8Array;
+    throw e;
   }
   const lowered = lowerConvsToNchwc(graph, block);
-  return lowered === graph && graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(lowered);
+  return lowered === graph ? toBytes(graphOrBytes) : graphToModelProto(lowered);
 }
 
 /** A compiled graph: one InferenceSession, its input/output names, and typed run helpers. */
@@ -114,7 +120,7 @@ export class CompiledGraph {
 
   static async create(graphOrBytes: Graph | Uint8Array, opts: RuntimeOptions & { label?: string } = {}): Promise<CompiledGraph> {
     const ep = await resolveProvider(opts.ep ?? 'cpu', opts.log);
-    const bytes = ep === 'cpu' && nchwcWanted(opts.nchwc) ? await withNchwc(graphOrBytes) : graphOrBytes instanceof Uint8Array ? graphOrBytes : graphToModelProto(graphOrBytes);
+    const bytes = await sessionBytes(graphOrBytes, ep === 'cpu' && nchwcWanted(opts.nchwc));
     const label = opts.label ?? (graphOrBytes instanceof Uint8Array ? 'model' : graphOrBytes.name);
     let session: ort.InferenceSession;
     try {
@@ -152,7 +158,8 @@ export class CompiledGraph {
   /** Stop profiling and return the trace's path (ONNX Runtime names it <prefix>_<timestamp>.json). */
   endProfiling(dir: string): string {
     this.session.endProfiling();
-    const mine = readdirSync(dir).filter((f) => f.startsWith(`${this.label}_`) && f.endsWith('.json')).sort();
+    // "<label>_<date>_<time>.json": the date right after the label keeps attack_dlr from matching attack_dlr_targeted.
+    const mine = readdirSync(dir).filter((f) => f.startsWith(`${this.label}_`) && /^\d{4}-\d{2}-\d{2}_/.test(f.slice(this.label.length + 1)) && f.endsWith('.json')).sort();
     if (mine.length === 0) throw new Error(`ONNX Runtime wrote no profile for graph "${this.label}" in ${dir}`);
     return join(dir, mine[mine.length - 1]!);
   }

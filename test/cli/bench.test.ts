@@ -52,13 +52,13 @@ describe('profile summaries', () => {
   const events = [
     node('Conv_0', 'Conv', 0, 1000), node('bwd/Conv_7', 'Conv', 1000, 3000), run(0, 5000), // warm-up run
     node('Conv_0', 'Conv', 6000, 2000), node('bwd/Conv_7', 'Conv', 8000, 1000), node('conv_3_nchwc', 'Conv', 9000, 500),
-    node('upd/Sub_9', 'Sub', 9500, 100), node('ReorderOutput', 'ReorderOutput', 9600, 50), run(6000, 4000),
+    node('upd/Sub_9', 'Sub', 9500, 100), node('ReorderOutput', 'ReorderOutput', 9600, 50), node('bwd/Conv_7/reorder_in', 'ReorderInput', 9650, 50), run(6000, 4000),
   ];
   test('skips warm-up runs and attributes time by the node-name phase prefixes', () => {
     const s = summariseProfile(events, 1, new Map([['conv_3', 'bwd/Conv_5']]));
     expect(s.runs).toBe(1);
     expect(s.runMs).toBeCloseTo(4, 9);
-    expect(s.phases).toEqual({ forward: 2, backward: 1.5, update: 0.1, layout: 0.05 });
+    expect(s.phases).toEqual({ forward: 2, backward: 1.5, update: 0.1, layout: 0.1 }); // backward reorders are layout too
     expect(s.ops[0]).toEqual({ op: 'Conv', phase: 'forward', ms: 2, calls: 1 });
   });
   test('without the producer map an NCHWc-renamed node counts as forward; all runs when nothing is skipped', () => {

@@ -3,3 +3,4 @@ import './elementwise.js';
 import './nn.js';
 import './tensor.js';
 import './topk.js';
+import './nchwc.js';
