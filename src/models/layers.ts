@@ -147,28 +147,34 @@ export class ModelBuilder {
 
   /** BatchNorm over given parameter/statistics values (TWINS builds two wings over shared names). */
   batchNormWith(x: string, v: { scale: string; bias: string; rm: string; rv: string }, mode: BnMode): string {
-    const b = this.b;
-    if (mode === 'eval') return b.op('BatchNormalization', [x, v.scale, v.bias, v.rm, v.rv], { epsilon: BN_EPS });
-    const axes = [0, ...b.shape(x).slice(2).map((_, i) => i + 2)];
-    const meanKeep = b.reduceMean(x, axes, true);
-    const centered = b.sub(x, meanKeep);
-    const varBiased = b.reduceMean(b.mul(centered, centered), axes, false);
-    const mean = b.reshape(meanKeep, [-1]);
-    // The closed-form VJP differentiates through the statistics in one rule (see rules/batchnorm.ts).
-    const y = b.op('BatchNormalization', [x, v.scale, v.bias, mean, varBiased], { epsilon: BN_EPS }, { customVjp: BATCH_STATISTICS_BN_VJP });
-    // n = elements per channel = numel(x) / C, known only at run time (the batch is symbolic).
-    const c = b.shape(x)[1] as number;
-    const n = b.div(b.cast(b.op('Size', [x]), 'float32'), b.scalar(c));
-    const unbiased = b.mul(varBiased, b.div(n, b.sub(n, b.scalar(1))));
-    const m = BN_MOMENTUM;
-    // A later pass over the same layer updates the statistics the earlier pass left (as PyTorch does).
-    const rm = this.bufferUpdates[v.rm] ?? v.rm, rv = this.bufferUpdates[v.rv] ?? v.rv;
-    this.bufferUpdates[v.rm] = b.add(b.scale(rm, 1 - m), b.scale(mean, m));
-    this.bufferUpdates[v.rv] = b.add(b.scale(rv, 1 - m), b.scale(unbiased, m));
-    return y;
+    if (mode === 'eval') return this.b.op('BatchNormalization', [x, v.scale, v.bias, v.rm, v.rv], { epsilon: BN_EPS });
+    return trainModeBatchNorm(this.b, x, v, BN_EPS, BN_MOMENTUM, this.bufferUpdates);
   }
 
   act(x: string, layer: string): string {
     return applyActivation(this, x, this.activation, layer);
   }
+}
+
+/**
+ * PyTorch's train-mode BatchNorm: normalise with the batch statistics (biased variance), differentiated
+ * through them by the closed-form VJP (rules/batchnorm.ts), and record the running-statistics update
+ * (unbiased variance, PyTorch `momentum`) in `bufferUpdates`. A later pass over the same layer updates
+ * what the earlier pass left, as PyTorch does. Shared by advrun's models and imported ONNX models.
+ */
+export function trainModeBatchNorm(b: Builder, x: string, v: { scale: string; bias: string; rm: string; rv: string }, eps: number, momentum: number, bufferUpdates: Record<string, string>): string {
+  const axes = [0, ...b.shape(x).slice(2).map((_, i) => i + 2)];
+  const meanKeep = b.reduceMean(x, axes, true);
+  const centered = b.sub(x, meanKeep);
+  const varBiased = b.reduceMean(b.mul(centered, centered), axes, false);
+  const mean = b.reshape(meanKeep, [-1]);
+  const y = b.op('BatchNormalization', [x, v.scale, v.bias, mean, varBiased], { epsilon: eps }, { customVjp: BATCH_STATISTICS_BN_VJP });
+  // n = elements per channel = numel(x) / C, known only at run time (the batch is symbolic).
+  const c = b.shape(x)[1] as number;
+  const n = b.div(b.cast(b.op('Size', [x]), 'float32'), b.scalar(c));
+  const unbiased = b.mul(varBiased, b.div(n, b.sub(n, b.scalar(1))));
+  const rm = bufferUpdates[v.rm] ?? v.rm, rv = bufferUpdates[v.rv] ?? v.rv;
+  bufferUpdates[v.rm] = b.add(b.scale(rm, 1 - momentum), b.scale(mean, momentum));
+  bufferUpdates[v.rv] = b.add(b.scale(rv, 1 - momentum), b.scale(unbiased, momentum));
+  return y;
 }

@@ -4,6 +4,7 @@
 // only the BN running statistics move.
 
 import { describe, expect, test } from 'vitest';
+import { BATCH_STATISTICS_BN_VJP } from '../../src/autodiff/rules/batchnorm.js';
 import { ensureImportedArtifacts } from '../../src/interop/imported-artifacts.js';
 import { importedModel, importedState, importOnnxFile } from '../../src/interop/onnx-import.js';
 import { makeTensor, toNumbers, type Tensor } from '../../src/ir/tensor.js';
@@ -30,6 +31,10 @@ const maxDiff = (a: Tensor, b: Tensor) => toNumbers(a).reduce((m, v, i) => Math.
 describe.each(['act_cnn.onnx', 'preact18_w4.onnx'])('imported train step: %s', (file) => {
   test('is accepted by ONNX Runtime; lr 0 gives the train-mode cross-entropy and leaves the parameters', async () => {
     const im = await importOnnxFile(fix(file));
+    // Train-mode BN is advrun's own (models/layers.ts trainModeBatchNorm): the closed-form VJP, not the statistics' chain.
+    const bns = importedModel(im, 'train').graph.nodes.filter((nd) => nd.op === 'BatchNormalization');
+    if (file === 'preact18_w4.onnx') expect(bns.length).toBeGreaterThan(0);
+    for (const nd of bns) expect(nd.meta?.customVjp).toBe(BATCH_STATISTICS_BN_VJP);
     const artifacts = ensureImportedArtifacts(im, null, { train: TRAIN });
     expect(Object.keys(artifacts.bytes)).toContain('train_step');
     const state = importedState(im);
