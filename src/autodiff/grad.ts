@@ -15,6 +15,12 @@ export interface GradOptions {
   overrides?: Record<string, VjpRule>;
   /** Cotangent of the loss; defaults to ones (the loss is usually a scalar). */
   seed?: string;
+  /**
+   * The batch size the graph will mostly run with. The batch stays symbolic and every batch size gets the
+   * same gradient; rules only use it to plan work in cache-sized pieces (the Conv weight gradient builds its
+   * columns a few images at a time, rules/conv.ts).
+   */
+  plannedBatch?: number;
 }
 
 const FLOAT_DTYPES = new Set<DType>(['float32', 'float64', 'float16']);
@@ -88,6 +94,7 @@ export function addGradients(g: Graph, loss: string, wrt: string[], opts: GradOp
       input: (i) => node.inputs[i]!,
       output: (i) => node.outputs[i]!,
       shape: (name) => g.shape(name),
+      plannedBatch: opts.plannedBatch,
     };
     let inputGrads: (string | undefined)[];
     try {

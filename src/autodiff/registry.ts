@@ -16,6 +16,8 @@ export interface VjpContext {
   input(i: number): string;
   output(i: number): string;
   shape(name: string): Shape;
+  /** The batch size the graph is planned for (GradOptions.plannedBatch), if any. */
+  plannedBatch?: number;
 }
 
 /** Returns one cotangent per input (undefined for inputs that need none or are not differentiable). */

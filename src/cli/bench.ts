@@ -128,7 +128,7 @@ export const benchCommand: CommandModule = {
   handler: async (argv) => {
     const a = argv as any;
     const threads = a.threads ?? cpus().length;
-    const cfg = { model: modelSpecFrom(a), loss: { kind: 'ce' as const, labelSmoothing: a.labelSmoothing }, optimizer: sgdConfig(a) };
+    const cfg = { model: modelSpecFrom(a), loss: { kind: 'ce' as const, labelSmoothing: a.labelSmoothing }, optimizer: sgdConfig(a), plannedBatch: a.batch };
     const art = ensureArtifacts(cfg, mkdtempSync(join(tmpdir(), 'advrun-bench-')));
     const state = initialState(art.manifest, 0);
     if (!Number.isInteger(a.attackSteps) || a.attackSteps < 1) throw new UserError(`--attack-steps must be a positive integer, got ${a.attackSteps}`);

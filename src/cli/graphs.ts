@@ -45,10 +45,12 @@ const buildCommand: CommandModule = {
   command: 'build',
   describe: "write a model's training artifacts (train step, eval, attack graphs, manifest) to a directory",
   builder: (y) => withOptimizerOptions(withModelOptions(y))
-    .option('out', { type: 'string', default: 'graphs', describe: 'artifacts root; files go to <out>/<content hash>/' }),
+    .option('out', { type: 'string', default: 'graphs', describe: 'artifacts root; files go to <out>/<content hash>/' })
+    .option('batch-size', { type: 'number', default: 128, describe: 'batch size the train step is planned for (it runs any batch size; this sizes its cache-sized pieces)' }),
   handler: (argv) => {
     const a = argv as any;
-    const cfg = { model: modelSpecFrom(a), loss: { kind: 'ce' as const, labelSmoothing: a.labelSmoothing }, optimizer: sgdConfig(a) };
+    if (!Number.isInteger(a.batchSize) || a.batchSize < 1) throw new UserError(`--batch-size must be a positive integer, got ${a.batchSize}`);
+    const cfg = { model: modelSpecFrom(a), loss: { kind: 'ce' as const, labelSmoothing: a.labelSmoothing }, optimizer: sgdConfig(a), plannedBatch: a.batchSize };
     const art = ensureArtifacts(cfg, resolve(a.out));
     const graphs = Object.entries(art.manifest.graphs).map(([k, v]) => `${k} (${v.inputs.length} inputs, ${v.outputs.length} outputs)`).join(', ');
     console.log(`${art.cached ? 'cached' : 'built'} ${art.dir}: ${graphs}`);

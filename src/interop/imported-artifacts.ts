@@ -18,7 +18,7 @@ import { sha256Hex, sourceFingerprint } from '../util/hash.js';
 
 export interface ImportedArtifactOptions {
   /** Also build the train step (fine-tuning): CE with label smoothing, SGD. Omitted: eval and attack graphs only. */
-  train?: { labelSmoothing: number; optimizer: SgdConfig };
+  train?: { labelSmoothing: number; optimizer: SgdConfig; plannedBatch?: number };
   gradOptions?: GradOptions;
 }
 
@@ -35,6 +35,7 @@ function importedConfig(im: ImportedOnnx, train: ImportedArtifactOptions['train'
     model: im.spec,
     loss: { kind: 'ce', labelSmoothing: train?.labelSmoothing ?? 0 },
     optimizer: train?.optimizer ?? { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 },
+    ...(train?.plannedBatch ? { plannedBatch: train.plannedBatch } : {}),
   };
 }
 

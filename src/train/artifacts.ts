@@ -39,6 +39,11 @@ export interface ArtifactConfig {
   /** SAM (Foret et al.): ascend to w + rho g/||g|| and descend with the gradient there. Large rho: l-SAM / RFN. */
   samRho?: number;
   smoothBackward?: SmoothBackwardConfig;
+  /**
+   * The batch size the train step is planned for (the run's --batch-size). The graphs still take any batch
+   * size with the same results; the train step's weight gradients are laid out in cache-sized pieces of it.
+   */
+  plannedBatch?: number;
 }
 
 export const ATTACK_LOSSES: AttackLossKind[] = ['ce', 'kl', 'dlr', 'dlr-targeted'];
@@ -119,7 +124,7 @@ function stateRoles(model: BuiltModel): Record<string, ValueRole> {
 /** Gradient options for the train step or the attacker, honouring SAT's smooth-backward variants. */
 export function gradOptionsFor(cfg: ArtifactConfig, who: 'attacker' | 'optimizer'): GradOptions {
   const sb = cfg.smoothBackward;
-  return sb && sb[who] ? { overrides: { Relu: smoothReluBackward(sb.alpha) } } : {};
+  return { plannedBatch: cfg.plannedBatch, ...(sb && sb[who] ? { overrides: { Relu: smoothReluBackward(sb.alpha) } } : {}) };
 }
 
 /**
@@ -161,7 +166,7 @@ export function generateTrainStep(cfg: ArtifactConfig, source?: ModelSource, gra
     roles[labels] = 'labels';
     lr = model.graph.addInput('lr', 'float32', []);
     loss = output(b, crossEntropy(b, model.logits, labels, { labelSmoothing: cfg.loss.labelSmoothing }), 'loss');
-    const opts = gradOptions ?? {};
+    const opts = { plannedBatch: cfg.plannedBatch, ...gradOptions };
     gradients = (params) => gradientsOf(source, 'train', () => addGradients(model.graph, loss, params, opts));
   } else {
     const mg = new ModelGraph(cfg.model, 0);

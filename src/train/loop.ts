@@ -98,6 +98,7 @@ export function artifactConfigFor(cfg: TrainConfig, model: ModelSpec): ArtifactC
   return {
     model, loss,
     optimizer: sgdConfigFor(cfg),
+    plannedBatch: cfg.batchSize,
     ...(cfg.method === 'sam' ? { samRho: cfg.rho } : {}),
     ...(sb !== 'none' ? { smoothBackward: { alpha: cfg.smoothAlpha, attacker: sb === 'attacker' || sb === 'both', optimizer: sb === 'optimizer' || sb === 'both' } } : {}),
   };
@@ -132,7 +133,7 @@ async function importForFineTuning(cfg: TrainConfig, ds: Dataset, graphsDir: str
   if (sp.inChannels !== ds.channels || sp.imageSize !== ds.height || sp.numClasses !== ds.numClasses) {
     throw new UserError(`--init ${cfg.init} takes ${sp.inChannels}x${sp.imageSize}x${sp.imageSize} images and ${sp.numClasses} classes but ${ds.name} has ${ds.channels}x${ds.height}x${ds.width} and ${ds.numClasses}`);
   }
-  const train = { labelSmoothing: cfg.labelSmoothing, optimizer: sgdConfigFor(cfg) };
+  const train = { labelSmoothing: cfg.labelSmoothing, optimizer: sgdConfigFor(cfg), plannedBatch: cfg.batchSize };
   // Recorded in the checkpoints: advrun eval/export rebuild the model from this ONNX file (see openModel).
   const onnx: ImportedCheckpointSource = { file: resolve(cfg.init!), sha256: im.sha256 };
   return { spec: sp, artifacts: ensureImportedArtifacts(im, graphsDir, { train }), state: importedState(im), onnx };

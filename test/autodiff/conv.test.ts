@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { addGradients } from '../../src/autodiff/grad.js';
-import { columnsOverBatch, columnsPerImage, columnsPerOffset, PER_IMAGE_MAX_COLUMNS } from '../../src/autodiff/rules/conv.js';
+import { COLUMN_CHUNK_BYTES, columnsOverBatch, columnsPerImage, columnsPerImageInChunks, columnsPerOffset, PER_IMAGE_MAX_COLUMNS } from '../../src/autodiff/rules/conv.js';
 import { Builder } from '../../src/ir/builder.js';
 import { Graph, type AttrInput } from '../../src/ir/graph.js';
 import { makeTensor, numel, type Tensor } from '../../src/ir/tensor.js';
@@ -212,14 +212,14 @@ describe('Conv VJP graph structure', () => {
     await symRun.release();
   });
 
-  test('the weight-gradient formulation follows the layer: per offset for huge per-image columns, per image, over the batch', () => {
-    const formulation = (c: number, m: number, size: number) => {
+  test('the weight-gradient formulation follows the layer: per offset for huge per-image columns and deep stride-1 layers, per image, over the batch', () => {
+    const formulation = (c: number, m: number, size: number, stride = 1) => {
       const g = new Graph('wgrad-choice');
       const b = new Builder(g);
       const x = g.addInput('x', 'float32', ['N', c, size, size]);
       const w = g.addInput('w', 'float32', [m, c, 3, 3]);
       const before = g.nodes.length;
-      addGradients(g, b.sumAll(b.op('Conv', [x, w], { pads: [1, 1, 1, 1] })), [w]);
+      addGradients(g, b.sumAll(b.op('Conv', [x, w], { pads: [1, 1, 1, 1], strides: [stride, stride] })), [w]);
       const ops = g.nodes.slice(before).map((n) => n.op);
       const matmuls = ops.filter((o) => o === 'MatMul').length;
       return matmuls === 9 ? 'per offset' : ops.includes('Concat') ? 'over batch' : 'per image';
@@ -228,6 +228,79 @@ describe('Conv VJP graph structure', () => {
     expect(formulation(64, 64, 32)).toBe('per offset'); // PreActResNet-18 w64 stage 1: 2.4 MB of columns an image
     expect(formulation(128, 128, 16)).toBe('per image');
     expect(formulation(16, 16, 28)).toBe('per image');
-    expect(formulation(512, 512, 4)).toBe('over batch');
+    expect(formulation(512, 512, 4)).toBe('per offset');
+    expect(formulation(256, 512, 8, 2)).toBe('over batch'); // strided
+  });
+
+  test('with a planned batch, per-image columns are built a few images at a time (cache-sized pieces)', () => {
+    const pieces = (c: number, m: number, size: number, plannedBatch?: number) => {
+      const g = new Graph('wgrad-chunks');
+      const b = new Builder(g);
+      const x = g.addInput('x', 'float32', ['N', c, size, size]);
+      const w = g.addInput('w', 'float32', [m, c, 3, 3]);
+      const loss = b.sumAll(b.op('Conv', [x, w], { pads: [1, 1, 1, 1] }));
+      const before = g.nodes.length;
+      addGradients(g, loss, [w], { plannedBatch });
+      const backward = g.nodes.slice(before);
+      return { columnConvs: backward.filter((n) => n.op === 'Conv').length, matmuls: backward.filter((n) => n.op === 'MatMul').length };
+    };
+    const imagesPerPiece = Math.floor(COLUMN_CHUNK_BYTES / (64 * 9 * 32 * 32 * 4));
+    expect(pieces(64, 64, 32, 128)).toEqual({ columnConvs: Math.ceil(128 / imagesPerPiece), matmuls: Math.ceil(128 / imagesPerPiece) });
+    expect(pieces(64, 64, 32)).toEqual({ columnConvs: 0, matmuls: 9 }); // no plan: per offset, as above
+    expect(pieces(16, 16, 8, 4)).toEqual({ columnConvs: 1, matmuls: 1 }); // the whole planned batch fits one piece
+    expect(pieces(512, 512, 4, 128)).toEqual({ columnConvs: 0, matmuls: 9 }); // deep layer: per offset, no per-image columns
+  });
+});
+
+describe('weight gradient in pieces of the batch', () => {
+  const win = { kernel: [3, 3], strides: [1, 1], dilations: [1, 1], padsBegin: [1, 1] };
+  // Planned for 8 images in pieces of 3: [0,3) [3,6) [6,end). Smaller batches leave pieces empty, a larger one lengthens the last.
+  for (const n of [1, 4, 8, 13]) {
+    test(`planned batch 8, pieces of 3, run with ${n} image(s): same as all images at once`, async () => {
+      const rng = new Rng(11 + n);
+      const g = new Graph('wgrad-pieces');
+      const b = new Builder(g);
+      const x = g.addInput('x', 'float32', ['N', 4, 6, 6]);
+      const gy = g.addInput('gy', 'float32', ['N', 5, 6, 6]);
+      g.outputs = [columnsPerImage(b, x, gy, win), columnsPerImageInChunks(b, x, gy, win, 8, 3)];
+      const rand = (dims: number[]): Tensor => makeTensor('float32', dims, Array.from({ length: numel(dims) }, () => rng.normal()));
+      const sess = await CompiledGraph.create(g);
+      const [whole, pieces] = Object.values(await sess.runTensors({ x: rand([n, 4, 6, 6]), gy: rand([n, 5, 6, 6]) }));
+      await sess.release();
+      const a = Array.from(whole!.data as Float32Array), c = Array.from(pieces!.data as Float32Array);
+      const scale = Math.max(...a.map(Math.abs));
+      expect(Math.max(...c.map((v, i) => Math.abs(v - a[i]!))) / scale).toBeLessThan(1e-5);
+    });
+  }
+
+  test('through addGradients: a Conv planned in pieces has the unplanned weight gradient for smaller and larger batches', async () => {
+    // 16*9*24*24 floats of columns an image; plan for two pieces and a rest, run with 1.5 pieces and with more than planned.
+    const perPiece = Math.floor(COLUMN_CHUNK_BYTES / (16 * 9 * 24 * 24 * 4));
+    expect(perPiece).toBeGreaterThan(2);
+    const weightGrad = (plannedBatch?: number) => {
+      const g = new Graph('wgrad-planned');
+      const b = new Builder(g);
+      const x = g.addInput('x', 'float32', ['N', 16, 24, 24]), w = g.addInput('w', 'float32', [2, 16, 3, 3]);
+      const y = b.op('Conv', [x, w], { pads: [1, 1, 1, 1] });
+      const r = g.addInput('r', 'float32', g.shape(y));
+      const loss = b.sumAll(b.mul(y, r));
+      const before = g.nodes.length;
+      g.outputs = [addGradients(g, loss, [w], { plannedBatch }).w!];
+      return { pieces: g.nodes.slice(before).filter((n) => n.op === 'Conv').length, run: CompiledGraph.create(g) };
+    };
+    const p = weightGrad(2 * perPiece + 2), u = weightGrad();
+    expect([p.pieces, u.pieces]).toEqual([3, 1]);
+    const [planned, unplanned] = await Promise.all([p.run, u.run]);
+    const rng = new Rng(5);
+    const rand = (dims: number[]): Tensor => makeTensor('float32', dims, Array.from({ length: numel(dims) }, () => rng.normal()));
+    for (const n of [Math.floor(1.5 * perPiece), 3 * perPiece + 1]) {
+      const feeds = { x: rand([n, 16, 24, 24]), w: rand([2, 16, 3, 3]), r: rand([n, 2, 24, 24]) };
+      const a = Array.from(Object.values(await unplanned.runTensors(feeds))[0]!.data as Float32Array);
+      const c = Array.from(Object.values(await planned.runTensors(feeds))[0]!.data as Float32Array);
+      const scale = Math.max(...a.map(Math.abs));
+      expect(Math.max(...c.map((v, i) => Math.abs(v - a[i]!))) / scale).toBeLessThan(1e-5);
+    }
+    await planned.release();
+    await unplanned.release();
   });
 });

@@ -12,7 +12,10 @@ import { maskGrad } from './elementwise.js';
 const positive = (b: Builder, x: string) => b.greater(x, b.scalarLike(0, x));
 const plus = (b: Builder, x: string, c: number) => b.add(x, b.scalarLike(c, x));
 
-registerVjp('Relu', ({ b, gradOutputs: [gy], input }) => [maskGrad(b, positive(b, input(0)), gy!)]);
+// g * (x > 0) as a Mul by the cast mask rather than Where(x > 0, g, 0): ONNX Runtime runs Where on one thread
+// and Mul on all of them (3-5 % of a PreActResNet-18 train step, bench/RESULTS.md). The two differ only where a
+// masked cotangent is inf or NaN (Mul gives NaN, Where and PyTorch 0), i.e. in a step that is already poisoned.
+registerVjp('Relu', ({ b, gradOutputs: [gy], input }) => [b.mul(gy!, b.cast(positive(b, input(0)), b.dtype(gy!)))]);
 
 /**
  * SAT's smooth backward for Relu ("Smooth Adversarial Training", Xie et al. 2020): the forward pass

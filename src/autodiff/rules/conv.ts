@@ -17,7 +17,7 @@
 import type { Builder } from '../../ir/builder.js';
 import { attrInt, attrInts, attrString, type Node, type Shape } from '../../ir/graph.js';
 import { windowGeometry } from '../../ir/conv-geometry.js';
-import { makeTensor } from '../../ir/tensor.js';
+import { BYTES_PER_ELEMENT, makeTensor } from '../../ir/tensor.js';
 import { registerVjp } from '../registry.js';
 
 /** Static sizes of `name`'s dims from `from` on (spatial dims must be static to build window graphs). */
@@ -83,23 +83,41 @@ export interface ConvWindow {
  * - over the batch (columnsOverBatch): one GEMM with inner dimension N*P, after im2col copies of the
  *   input: the extra traffic per FLOP grows like 1/M (output channels);
  * - per kernel offset (columnsPerOffset): K GEMMs with inner dimension N*P over Slices of the input, no
- *   column matrix at all: a little slower, but the per-image columns (C*K*P floats an image) of the
- *   first, highest-resolution stage are the largest buffer of a train step (302 MB on PreActResNet-18
- *   width 64, batch 128), and this keeps the peak memory of a training process near PyTorch's.
- * So per offset for stride-1 layers whose per-image columns exceed PER_IMAGE_MAX_COLUMNS; otherwise per
- * image when P >= M / 2 (early, high-resolution layers and every layer of narrow networks), over the
- * batch for deep layers with few positions and many channels (the crossover lies between P/M = 0.25 and 0.77).
+ *   column matrix at all.
+ * Per image when P >= M / 2 (early, high-resolution layers and every layer of narrow networks; the crossover
+ * lies between P/M = 0.25 and 0.77); deep layers with few positions and many channels per offset when their
+ * stride is 1 (3-4 % of a PreActResNet-18 w64 train step over im2col over the batch), else over the batch.
+ * The per-image columns are K times the layer's input (302 MB for PreActResNet-18 width 64's first stage at
+ * batch 128): written by one op and read back by the next, they make the weight gradient memory-bound.
+ * Given the batch the graph is planned for, they are built a few images at a time (columnsPerImageInChunks),
+ * each piece small enough to be read back from the cache; without a plan, stride-1 layers whose columns
+ * would exceed PER_IMAGE_MAX_COLUMNS an image take the per-offset formulation, which has no column matrix.
  */
-export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
+export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number, plannedBatch?: number): string {
   const P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1), M = staticDim(b, gdst, 1);
   const columnsPerExample = staticDim(b, src, 1) * win.kernel.reduce((a, c) => a * c, 1) * P;
-  if (group === 1 && win.strides.every((s) => s === 1) && columnsPerExample > PER_IMAGE_MAX_COLUMNS) return columnsPerOffset(b, src, gdst, win);
-  if (group === 1 && P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M) return columnsPerImage(b, src, gdst, win);
+  const largeColumns = columnsPerExample > PER_IMAGE_MAX_COLUMNS;
+  const perImage = group === 1 && (P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M || largeColumns);
+  if (perImage && plannedBatch !== undefined) {
+    const imagesPerChunk = Math.max(1, Math.floor(COLUMN_CHUNK_BYTES / (columnsPerExample * BYTES_PER_ELEMENT[b.dtype(src)])));
+    if (imagesPerChunk < plannedBatch) return columnsPerImageInChunks(b, src, gdst, win, plannedBatch, imagesPerChunk);
+    return columnsPerImage(b, src, gdst, win);
+  }
+  if (group === 1 && win.strides.every((s) => s === 1) && largeColumns) return columnsPerOffset(b, src, gdst, win);
+  if (perImage) return columnsPerImage(b, src, gdst, win);
+  if (group === 1 && win.strides.every((s) => s === 1)) return columnsPerOffset(b, src, gdst, win);
   return columnsOverBatch(b, src, gdst, win, group);
 }
 
-/** Per-image weight-gradient columns larger than this (floats an image; 2 MiB) are not materialised. */
+/** Without a planned batch, per-image columns larger than this (floats an image; 2 MiB) are not materialised. */
 export const PER_IMAGE_MAX_COLUMNS = 1 << 19;
+
+/**
+ * Bytes of per-image columns built at a time when the batch is planned. Per layer shape the fastest piece
+ * held 3.6-9.4 MB of columns (bench/conv_grad_formulations.mjs, "dw in pieces"); whole train steps were
+ * 8-13 % faster than with the whole batch's columns at once (bench/RESULTS.md).
+ */
+export const COLUMN_CHUNK_BYTES = 6 << 20;
 
 /**
  * End padding of a window mapping spatial sizes S to O: exactly what the last window needs. Rows no window
@@ -131,6 +149,24 @@ export function columnsPerImage(b: Builder, src: string, gdst: string, win: Conv
   const perImage = b.matmul(b.reshape(gdst, [-1, M, P]), b.transpose(b.reshape(cols, [-1, C * K, P]), [0, 2, 1])); // [N, M, C*K]
   return b.reshape(b.reduceSum(perImage, [0], false), [M, C, ...kernel]);
 }
+
+/**
+ * columnsPerImage over consecutive pieces of `imagesPerChunk` images, summed. The pieces are Slices of the
+ * batch planned for (`plannedBatch`); the last one runs to the end, so a larger batch is still covered in
+ * full (its last piece is just larger) and a smaller one leaves trailing pieces empty. Each piece's columns
+ * are read by its MatMul right after they are written, while they are still in the cache.
+ */
+export function columnsPerImageInChunks(b: Builder, src: string, gdst: string, win: ConvWindow, plannedBatch: number, imagesPerChunk: number): string {
+  const parts: string[] = [];
+  for (let start = 0; start < plannedBatch; start += imagesPerChunk) {
+    const end = start + imagesPerChunk >= plannedBatch ? SLICE_TO_END : start + imagesPerChunk;
+    parts.push(columnsPerImage(b, b.slice(src, [start], [end], [0]), b.slice(gdst, [start], [end], [0]), win));
+  }
+  return b.sum(parts);
+}
+
+/** A Slice end past any real dimension: the slice runs to the end. */
+const SLICE_TO_END = 2 ** 62;
 
 /**
  * im2col over the whole batch: transpose src to [C, N, *S] once (src-sized, cheap), pad it, and take
@@ -236,13 +272,13 @@ function convAttrs(b: Builder, node: Node): ConvAttrs {
 const nonZero = (v: number[]) => (v.some((p) => p !== 0) ? v : undefined);
 
 // y = Conv(x, w, bias)
-registerVjp('Conv', ({ b, node, gradOutputs: [gy], input, needs }) => {
+registerVjp('Conv', ({ b, node, gradOutputs: [gy], input, needs, plannedBatch }) => {
   const x = input(0), w = input(1);
   const a = convAttrs(b, node);
   const S = staticDims(b, x, 2), O = staticDims(b, gy!, 2);
   const r = S.length;
   const gx = needs(0) ? convInputGrad(b, gy!, w, a, S, O) : undefined;
-  const gw = needs(1) ? convWeightGrad(b, x, gy!, { ...a, padsBegin: a.pads.slice(0, r) }, a.group) : undefined;
+  const gw = needs(1) ? convWeightGrad(b, x, gy!, { ...a, padsBegin: a.pads.slice(0, r) }, a.group, plannedBatch) : undefined;
   const gb = node.inputs[2] && needs(2) ? channelBiasGrad(b, gy!) : undefined;
   return [gx, gw, gb];
 });
@@ -250,7 +286,7 @@ registerVjp('Conv', ({ b, node, gradOutputs: [gy], input, needs }) => {
 // y = ConvTranspose(x, w, bias): the adjoint of Conv(., w) with the same window, so
 //   dx = Conv(gy, w) with that window (x's side is the conv output side), and
 //   dw[ci, co, k] = sum gy_pad[n, co, i*s + k*d] * x[n, ci, i]: the Conv weight gradient with src = gy, gdst = x.
-registerVjp('ConvTranspose', ({ b, node, gradOutputs: [gy], input, needs }) => {
+registerVjp('ConvTranspose', ({ b, node, gradOutputs: [gy], input, needs, plannedBatch }) => {
   const x = input(0), w = input(1);
   if (attrString(node, 'auto_pad', 'NOTSET') !== 'NOTSET' || node.attrs.output_shape) {
     // Implicit ConvTranspose padding (SAME_* / output_shape) is not resolved here; advrun itself only emits explicit pads.
@@ -269,7 +305,7 @@ registerVjp('ConvTranspose', ({ b, node, gradOutputs: [gy], input, needs }) => {
     // (ONNX Runtime rejects larger output_padding in the forward ConvTranspose).
     gx = b.op('Conv', [gy!, w], { kernel_shape: kernel, strides, dilations, group, pads });
   }
-  const gw = needs(1) ? convWeightGrad(b, gy!, x, { kernel, strides, dilations, padsBegin: pads.slice(0, r) }, group) : undefined;
+  const gw = needs(1) ? convWeightGrad(b, gy!, x, { kernel, strides, dilations, padsBegin: pads.slice(0, r) }, group, plannedBatch) : undefined;
   const gb = node.inputs[2] && needs(2) ? channelBiasGrad(b, gy!) : undefined;
   return [gx, gw, gb];
 });

@@ -119,7 +119,8 @@ registerShape('Slice', (ctx) => {
     const n = x[a];
     if (typeof n !== 'number') {
       if (starts[i] === 0 && ends[i]! >= 2 ** 31 - 1 && steps[i] === 1) return; // full range of a symbolic dim
-      throw new Error(`cannot slice symbolic dimension ${a} of [${x}]`);
+      out[a] = `${ctx.node.outputs[0]}_d${a}`; // a part of a symbolic dim: size known at run time only
+      return;
     }
     const step = steps[i]!;
     const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
