@@ -3,9 +3,9 @@
 //   node bench/conv_grad_formulations.mjs [--threads 2] [--iters 7]     (after `npm run build`)
 // Per layer shape (batch 128, PreActResNet-18 stages): forward Conv; input gradient as ConvTranspose vs
 // a Conv with the flipped weight (stride 1); weight gradient with im2col over the batch vs per-image
-// one-hot columns vs one GEMM per kernel offset. Prints the median ms of each and checks the formulations agree.
+// one-hot columns (whole batch, and in pieces of COLUMN_CHUNK_BYTES as a planned train step builds them) vs one GEMM per kernel offset. Prints the median ms of each and checks the formulations agree.
 import { parseArgs } from 'node:util';
-import { columnsOverBatch, columnsPerImage, columnsPerOffset } from '../dist/autodiff/rules/conv.js';
+import { COLUMN_CHUNK_BYTES, columnsOverBatch, columnsPerImage, columnsPerImageInChunks, columnsPerOffset } from '../dist/autodiff/rules/conv.js';
 import { newGraph } from '../dist/ir/builder.js';
 import { makeTensor } from '../dist/ir/tensor.js';
 import { CompiledGraph, toOrt } from '../dist/runtime/session.js';
@@ -38,6 +38,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
     'dw over batch': (b, x, gy) => columnsOverBatch(b, x, gy, win, 1),
     'dw per image': (b, x, gy) => columnsPerImage(b, x, gy, win),
     'dw per offset': (b, x, gy) => columnsPerOffset(b, x, gy, win),
+    'dw in pieces': (b, x, gy) => columnsPerImageInChunks(b, x, gy, win, N, Math.max(1, Math.floor(COLUMN_CHUNK_BYTES / (C * k * k * Ho * Ho * 4)))),
   };
   const out = {};
   const results = {};
@@ -55,7 +56,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
   }
   const diff = (a, c) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - c[i])), 0);
   const scale = (a) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  const dwErr = Math.max(...['dw per image', 'dw per offset'].map((k) => diff(results['dw over batch'], results[k]) / scale(results['dw over batch'])));
+  const dwErr = Math.max(...['dw per image', 'dw per offset', 'dw in pieces'].map((k) => diff(results['dw over batch'], results[k]) / scale(results['dw over batch'])));
   const dxErr = results['dx flipped Conv'] ? Math.max(...['dx flipped Conv', 'dx flipped NCHWc'].map((v) => diff(results['dx ConvTranspose'], results[v]) / scale(results['dx ConvTranspose']))) : 0;
   const fwErr = diff(results['forward Conv'], results['forward NCHWc']) / scale(results['forward Conv']);
   if (dwErr > 1e-5 || dxErr > 1e-5 || fwErr > 1e-5) throw new Error(`formulations disagree: dw ${dwErr}, dx ${dxErr}, forward ${fwErr}`);
@@ -63,7 +64,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
 }
 
 console.log(`threads ${threads}, median of ${iters} runs, ms`);
-const cols = ['forward Conv', 'forward NCHWc', 'dx ConvTranspose', 'dx flipped Conv', 'dx flipped NCHWc', 'dw over batch', 'dw per image', 'dw per offset'];
+const cols = ['forward Conv', 'forward NCHWc', 'dx ConvTranspose', 'dx flipped Conv', 'dx flipped NCHWc', 'dw over batch', 'dw per image', 'dw per offset', 'dw in pieces'];
 console.log(`| layer (N, C->M, HxW, k, stride) | ${cols.join(' | ')} |`);
 console.log(`| --- | ${cols.map(() => '---:').join(' | ')} |`);
 for (const l of LAYERS) {

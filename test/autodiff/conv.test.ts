@@ -233,12 +233,13 @@ describe('Conv VJP graph structure', () => {
   });
 
   test('with a planned batch, per-image columns are built a few images at a time (cache-sized pieces)', () => {
-    const pieces = (c: number, m: number, size: number, plannedBatch?: number) => {
+    const pieces = (c: number, m: number, size: number, plannedBatch?: number, stride = 1, k = 3) => {
       const g = new Graph('wgrad-chunks');
       const b = new Builder(g);
       const x = g.addInput('x', 'float32', ['N', c, size, size]);
-      const w = g.addInput('w', 'float32', [m, c, 3, 3]);
-      const loss = b.sumAll(b.op('Conv', [x, w], { pads: [1, 1, 1, 1] }));
+      const w = g.addInput('w', 'float32', [m, c, k, k]);
+      const p = (k - 1) / 2;
+      const loss = b.sumAll(b.op('Conv', [x, w], { pads: [p, p, p, p], strides: [stride, stride] }));
       const before = g.nodes.length;
       addGradients(g, loss, [w], { plannedBatch });
       const backward = g.nodes.slice(before);
@@ -248,6 +249,7 @@ describe('Conv VJP graph structure', () => {
     expect(pieces(64, 64, 32, 128)).toEqual({ columnConvs: Math.ceil(128 / imagesPerPiece), matmuls: Math.ceil(128 / imagesPerPiece) });
     expect(pieces(64, 64, 32)).toEqual({ columnConvs: 0, matmuls: 9 }); // no plan: per offset, as above
     expect(pieces(16, 16, 8, 4)).toEqual({ columnConvs: 1, matmuls: 1 }); // the whole planned batch fits one piece
+    expect(pieces(64, 128, 32, 128, 2, 1)).toEqual({ columnConvs: 1, matmuls: 1 }); // strided 1x1: columns smaller than the input, no pieces
     expect(pieces(512, 512, 4, 128)).toEqual({ columnConvs: 0, matmuls: 9 }); // deep layer: per offset, no per-image columns
   });
 });

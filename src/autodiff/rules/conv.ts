@@ -98,7 +98,10 @@ export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvW
   const columnsPerExample = staticDim(b, src, 1) * win.kernel.reduce((a, c) => a * c, 1) * P;
   const largeColumns = columnsPerExample > PER_IMAGE_MAX_COLUMNS;
   const perImage = group === 1 && (P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M || largeColumns);
-  if (perImage && plannedBatch !== undefined) {
+  // Each piece first copies its images out of src: worth it only when the columns are at least src's size
+  // (not for a strided 1x1 convolution, whose columns are a quarter of its input).
+  const piecesPay = columnsPerExample >= staticDims(b, src, 1).reduce((a, c) => a * c, 1);
+  if (perImage && plannedBatch !== undefined && piecesPay) {
     const imagesPerChunk = Math.max(1, Math.floor(COLUMN_CHUNK_BYTES / (columnsPerExample * BYTES_PER_ELEMENT[b.dtype(src)])));
     if (imagesPerChunk < plannedBatch) return columnsPerImageInChunks(b, src, gdst, win, plannedBatch, imagesPerChunk);
     return columnsPerImage(b, src, gdst, win);
