@@ -157,9 +157,9 @@ describe('Conv VJP graph structure', () => {
     expect(backward.filter((n) => n.op === 'Conv' || n.op === 'ConvTranspose')).toEqual([]);
     const mm = backward.filter((n) => n.op === 'MatMul');
     expect(mm).toHaveLength(1);
-    // One batched MatMul contracts over N*Ho*Wo: [G, Cout/G, N*P] x [G, N*P, Cin/G*kh*kw].
-    expect(g.shape(mm[0]!.inputs[0]!)).toEqual([1, 64, expect.anything()]);
-    expect(g.shape(mm[0]!.inputs[1]!)).toEqual([1, expect.anything(), 27]);
+    // One batched MatMul contracts over N*Ho*Wo: [G, Cin/G*kh*kw, N*P] x [G, N*P, Cout/G].
+    expect(g.shape(mm[0]!.inputs[0]!)).toEqual([1, 27, expect.anything()]);
+    expect(g.shape(mm[0]!.inputs[1]!)).toEqual([1, expect.anything(), 64]);
   });
 
   test('with many output positions the weight gradient is per image: one-hot depthwise columns, a batched MatMul, a sum over N', () => {
@@ -170,7 +170,7 @@ describe('Conv VJP graph structure', () => {
     expect(convs[0]!.attrs.group).toEqual({ type: 'int', value: 3 });
     const mm = backward.filter((n) => n.op === 'MatMul');
     expect(mm).toHaveLength(1);
-    expect(g.shape(mm[0]!.inputs[0]!)).toEqual([expect.anything(), 8, 400]);
+    expect(g.shape(mm[0]!.inputs[0]!)).toEqual([expect.anything(), 27, 400]); // the columns [N, C*K, P] on the left, gy^T on the right
     expect(backward.some((n) => n.op === 'ReduceSum')).toBe(true);
   });
 
