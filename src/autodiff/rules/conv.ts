@@ -184,28 +184,14 @@ const SLICE_TO_END = 2 ** 62;
  * (see columnsPerImage). The batch enters only through -1 in Reshape targets.
  */
 export function columnsOverBatch(b: Builder, src: string, gdst: string, win: ConvWindow, group: number): string {
-  const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
-  const padsEnd = windowEndPads(S, O, win);
+  const O = staticDims(b, gdst, 2);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
-  const r = S.length;
-  const { kernel, strides, dilations, padsBegin } = win;
   const Cg = C / group, Mg = M / group;
-  const K = kernel.reduce((a, c) => a * c, 1), P = O.reduce((a, c) => a * c, 1);
-
-  let xt = b.transpose(src, [1, 0, ...range(r, 2)]);
-  if ([...padsBegin, ...padsEnd].some((p) => p !== 0)) xt = b.op('Pad', [xt, b.ints([0, 0, ...padsBegin, 0, 0, ...padsEnd])]);
-  const padded = S.map((n, i) => n + padsBegin[i]! + padsEnd[i]!);
-
-  const slices = kernelOffsets(kernel).map((off) => {
-    const starts = off.map((j, i) => j * dilations[i]!);
-    const ends = starts.map((st, i) => st + strides[i]! * (O[i]! - 1) + 1);
-    const whole = starts.every((st, i) => st === 0 && ends[i] === padded[i] && strides[i] === 1);
-    return whole ? xt : b.slice(xt, starts, ends, range(r, 2), strides);
-  });
-  const cols = b.reshape(b.concat(slices, 1), [group, Cg * K, -1]);                                   // [G, Cg*K, N*P]
+  const K = win.kernel.reduce((a, c) => a * c, 1), P = O.reduce((a, c) => a * c, 1);
+  const cols = b.reshape(b.concat(offsetSlices(b, src, O, win), 1), [group, Cg * K, -1]);             // [G, Cg*K, N*P]
   const gyG = b.reshape(b.transpose(b.reshape(gdst, [-1, group, Mg, P]), [1, 2, 0, 3]), [group, Mg, -1]); // [G, Mg, N*P]
   const dwT = b.matmul(cols, b.transpose(gyG, [0, 2, 1]));                                            // [G, Cg*K, Mg]
-  return b.reshape(b.transpose(dwT, [0, 2, 1]), [M, Cg, ...kernel]);
+  return b.reshape(b.transpose(dwT, [0, 2, 1]), [M, Cg, ...win.kernel]);
 }
 
 /**
@@ -215,24 +201,33 @@ export function columnsOverBatch(b: Builder, src: string, gdst: string, win: Con
  * assembled (no Concat copy, and only one offset's slice is alive at a time).
  */
 export function columnsPerOffset(b: Builder, src: string, gdst: string, win: ConvWindow): string {
-  const S = staticDims(b, src, 2), O = staticDims(b, gdst, 2);
-  const padsEnd = windowEndPads(S, O, win);
+  const O = staticDims(b, gdst, 2);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
-  const r = S.length;
-  const { kernel, strides, dilations, padsBegin } = win;
   const P = O.reduce((a, c) => a * c, 1);
+  const gyT = b.reshape(b.transpose(b.reshape(gdst, [-1, M, P]), [1, 0, 2]), [M, -1]); // [M, N*P]
+  const perOffset = offsetSlices(b, src, O, win).map((slice) =>
+    b.unsqueeze(b.matmul(gyT, b.transpose(b.reshape(slice, [C, -1]), [1, 0])), [2])); // [M, N*P] x [N*P, C] -> [M, C, 1]
+  return b.reshape(b.concat(perOffset, 2), [M, C, ...win.kernel]);
+}
+
+/**
+ * src [N, C, *S] transposed to [C, N, *S] and padded once, then one (strided) Slice [C, N, *O] per kernel offset,
+ * in the weight's row-major offset order: the input values each offset of the window meets.
+ */
+function offsetSlices(b: Builder, src: string, O: number[], win: ConvWindow): string[] {
+  const S = staticDims(b, src, 2);
+  const r = S.length;
+  const { strides, dilations, padsBegin } = win;
+  const padsEnd = windowEndPads(S, O, win);
   let xt = b.transpose(src, [1, 0, ...range(r, 2)]);
   if ([...padsBegin, ...padsEnd].some((p) => p !== 0)) xt = b.op('Pad', [xt, b.ints([0, 0, ...padsBegin, 0, 0, ...padsEnd])]);
   const padded = S.map((n, i) => n + padsBegin[i]! + padsEnd[i]!);
-  const gyT = b.reshape(b.transpose(b.reshape(gdst, [-1, M, P]), [1, 0, 2]), [M, -1]); // [M, N*P]
-  const perOffset = kernelOffsets(kernel).map((off) => {
+  return kernelOffsets(win.kernel).map((off) => {
     const starts = off.map((j, i) => j * dilations[i]!);
     const ends = starts.map((st, i) => st + strides[i]! * (O[i]! - 1) + 1);
     const whole = starts.every((st, i) => st === 0 && ends[i] === padded[i] && strides[i] === 1);
-    const slice = b.reshape(whole ? xt : b.slice(xt, starts, ends, range(r, 2), strides), [C, -1]); // [C, N*P]
-    return b.unsqueeze(b.matmul(gyT, b.transpose(slice, [1, 0])), [2]); // [M, C, 1]
+    return whole ? xt : b.slice(xt, starts, ends, range(r, 2), strides);
   });
-  return b.reshape(b.concat(perOffset, 2), [M, C, ...kernel]);
 }
 
 /**
