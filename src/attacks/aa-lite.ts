@@ -12,8 +12,8 @@
 // parts separately on the whole batch gives robust sets whose intersection is exactly aa-lite's.
 // One clean logits call is shared: clean-misclassified points are not attacked (robust = 0).
 
-import { apgdCeMasked, apgdSettings, apgdTMasked, attackCleanCorrect, requireTargetedClasses, resolveApgd, type ApgdParams } from './apgd.js';
-import { checkBatch, requirePositiveInt, type BaseAttackOptions } from './common.js';
+import { apgdCeMasked, apgdSettings, apgdTMasked, requireTargetedClasses, resolveApgd, type ApgdParams } from './apgd.js';
+import { attackCleanCorrect, checkBatch, requirePositiveInt, type BaseAttackOptions } from './common.js';
 import { resolveSquare, squareGeometry, squareMasked, squareSettings, type SquareParams } from './square.js';
 import type { Attack, AttackModel, AttackResult } from './types.js';
 

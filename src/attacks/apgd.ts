@@ -32,6 +32,7 @@ import { UserError } from '../util/errors.js';
 import type { Rng } from '../util/random.js';
 import {
   ascentDirection,
+  attackCleanCorrect,
   checkBatch,
   classesByLogit,
   copyRow,
@@ -46,6 +47,7 @@ import {
   SALT,
   validateBaseOptions,
   type BaseAttackOptions,
+  type MaskedState,
 } from './common.js';
 import type { Attack, AttackLoss, AttackModel, AttackResult, Norm } from './types.js';
 
@@ -227,14 +229,6 @@ async function apgdRun(
   return { broken, xBestAdv, xBest, lossBest };
 }
 
-/** The attack state threaded through aa-lite's parts. */
-export interface MaskedState {
-  xAdv: Float32Array;
-  robust: Uint8Array;
-  /** Clean logits [n, K]. */
-  cleanLogits: Float32Array;
-}
-
 function mergeRun(state: MaskedState, idx: number[], run: RunResult, bestSoFar: Float64Array, d: number): void {
   for (let j = 0; j < idx.length; j++) {
     const i = idx[j]!;
@@ -297,26 +291,6 @@ export async function apgdTMasked(
       mergeRun(state, idx, run, bestSoFar, d);
     }
   }
-}
-
-/**
- * The frame shared by APGD, Square and aa-lite: a clean pass marks the clean-correct examples as robust
- * (only those are attacked), `attack` updates the state in place, and the result counts every query.
- * Whatever `attack` returns (e.g. aa-lite's per-stage counts) is added to the result.
- */
-export async function attackCleanCorrect(
-  model: AttackModel, x: Float32Array, y: Int32Array, n: number,
-  attack: (cm: CountingModel, state: MaskedState) => Promise<Partial<AttackResult> | void>,
-): Promise<AttackResult> {
-  if (n === 0) return { xAdv: x.slice(), robust: new Uint8Array(0), queries: 0 };
-  const cm = new CountingModel(model);
-  const k = cm.numClasses;
-  const cleanLogits = Float32Array.from(await cm.logits(x, n));
-  const robust = new Uint8Array(n);
-  for (let i = 0; i < n; i++) robust[i] = isCorrect(cleanLogits, i, k, y[i]!) ? 1 : 0;
-  const state: MaskedState = { xAdv: x.slice(), robust, cleanLogits };
-  const extra = await attack(cm, state);
-  return { xAdv: state.xAdv, robust: state.robust, queries: cm.queries, ...extra };
 }
 
 /** Validated APGD parameters with AutoAttack's defaults (also aa-lite's APGD parts). */

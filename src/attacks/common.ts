@@ -13,7 +13,7 @@
 
 import { UserError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import type { AttackLoss, AttackModel, AttackOptions, Norm } from './types.js';
+import type { AttackLoss, AttackModel, AttackOptions, AttackResult, Norm } from './types.js';
 
 /** AttackOptions with `steps` optional (each attack documents its default). */
 export type BaseAttackOptions = Omit<AttackOptions, 'steps'> & { steps?: number };
@@ -310,4 +310,33 @@ export function ascentDirection(norm: Norm, g: ArrayLike<number>, row: number, d
     const nrm = rowL2(g, row, d) + 1e-12;
     for (let i = 0; i < d; i++) out[i] = g[o + i]! / nrm;
   }
+}
+
+/** The attack state threaded through APGD, Square and aa-lite's parts (updated in place). */
+export interface MaskedState {
+  xAdv: Float32Array;
+  robust: Uint8Array;
+  /** Clean logits [n, K]. */
+  cleanLogits: Float32Array;
+}
+
+/**
+ * The frame shared by APGD, Square and aa-lite: a clean pass marks the clean-correct examples as robust
+ * (only those are attacked), `attack` updates the state in place, and the result counts every query.
+ * What `attack` returns (aa-lite's per-stage counts) is added to the result; the images, the robust
+ * flags and the query count come from the state and the counter only.
+ */
+export async function attackCleanCorrect(
+  model: AttackModel, x: Float32Array, y: Int32Array, n: number,
+  attack: (cm: CountingModel, state: MaskedState) => Promise<Pick<AttackResult, 'stages'> | void>,
+): Promise<AttackResult> {
+  if (n === 0) return { xAdv: x.slice(), robust: new Uint8Array(0), queries: 0 };
+  const cm = new CountingModel(model);
+  const k = cm.numClasses;
+  const cleanLogits = Float32Array.from(await cm.logits(x, n));
+  const robust = new Uint8Array(n);
+  for (let i = 0; i < n; i++) robust[i] = isCorrect(cleanLogits, i, k, y[i]!) ? 1 : 0;
+  const state: MaskedState = { xAdv: x.slice(), robust, cleanLogits };
+  const extra = await attack(cm, state);
+  return { ...extra, xAdv: state.xAdv, robust: state.robust, queries: cm.queries };
 }

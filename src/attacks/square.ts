@@ -23,8 +23,8 @@
 
 import { UserError } from '../util/errors.js';
 import type { Rng } from '../util/random.js';
-import { attackCleanCorrect, type MaskedState } from './apgd.js';
 import {
+  attackCleanCorrect,
   checkBatch,
   copyRow,
   CountingModel,
@@ -37,6 +37,7 @@ import {
   SALT,
   validateBaseOptions,
   type BaseAttackOptions,
+  type MaskedState,
 } from './common.js';
 import type { Attack, AttackModel, AttackResult, Norm } from './types.js';
 
