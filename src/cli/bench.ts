@@ -12,7 +12,7 @@ import { ensureArtifacts } from '../train/artifacts.js';
 import { initialState, ModelRuntime } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import type { Tensor } from '../ir/tensor.js';
+import { numel, type Tensor } from '../ir/tensor.js';
 import { graphFlops } from '../ir/flops.js';
 import { activationName, buildModel } from '../models/index.js';
 import { measurePeakGflops } from '../runtime/peak.js';
@@ -49,7 +49,7 @@ async function timeIt(iters: number, warmup: number, batch: number, fn: () => Pr
 }
 
 function randomBatch(rng: Rng, n: number, shape: readonly number[], classes: number) {
-  const x = rng.fillUniform(new Float32Array(n * shape.reduce((a, b) => a * b, 1)), 0, 1);
+  const x = rng.fillUniform(new Float32Array(n * numel(shape)), 0, 1);
   const y = Int32Array.from({ length: n }, () => rng.int(classes));
   return { x, y };
 }

@@ -3,22 +3,21 @@
 // 2 FLOPs. Symbolic dimensions (the batch "N") take the value given.
 
 import { attrInt, type Graph, type Node } from './graph.js';
+import { numel } from './tensor.js';
 
 function dims(g: Graph, name: string, symbols: Record<string, number>): number[] {
   return g.shape(name).map((d) => (typeof d === 'number' ? d : symbols[d] ?? NaN));
 }
 
-const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
-
 const FLOPS: Record<string, (g: Graph, n: Node, s: Record<string, number>) => number> = {
   // Each output element of a Conv takes (Cin/group)·kh·kw multiply-adds.
-  Conv: (g, n, s) => 2 * prod(dims(g, n.outputs[0]!, s)) * prod(dims(g, n.inputs[1]!, s).slice(1)),
+  Conv: (g, n, s) => 2 * numel(dims(g, n.outputs[0]!, s)) * numel(dims(g, n.inputs[1]!, s).slice(1)),
   // ConvTranspose is the adjoint: each input element scatters (Cout/group)·kh·kw multiply-adds.
-  ConvTranspose: (g, n, s) => 2 * prod(dims(g, n.inputs[0]!, s)) * prod(dims(g, n.inputs[1]!, s).slice(1)),
-  MatMul: (g, n, s) => 2 * prod(dims(g, n.outputs[0]!, s)) * dims(g, n.inputs[0]!, s).at(-1)!,
+  ConvTranspose: (g, n, s) => 2 * numel(dims(g, n.inputs[0]!, s)) * numel(dims(g, n.inputs[1]!, s).slice(1)),
+  MatMul: (g, n, s) => 2 * numel(dims(g, n.outputs[0]!, s)) * dims(g, n.inputs[0]!, s).at(-1)!,
   Gemm: (g, n, s) => {
     const a = dims(g, n.inputs[0]!, s);
-    return 2 * prod(dims(g, n.outputs[0]!, s)) * (attrInt(n, 'transA', 0) ? a[0]! : a[1]!);
+    return 2 * numel(dims(g, n.outputs[0]!, s)) * (attrInt(n, 'transA', 0) ? a[0]! : a[1]!);
   },
 };
 

@@ -4,12 +4,12 @@
 
 import { newGraph } from '../ir/builder.js';
 import type { Graph } from '../ir/graph.js';
-import { makeTensor, type Tensor } from '../ir/tensor.js';
+import { makeTensor, numel, type Tensor } from '../ir/tensor.js';
 import { Rng } from '../util/random.js';
 import { CompiledGraph, toOrt } from './session.js';
 
 const rng = new Rng(0);
-const random = (dims: number[]) => makeTensor('float32', dims, rng.fillUniform(new Float32Array(dims.reduce((a, b) => a * b, 1)), -1, 1));
+const random = (dims: number[]) => makeTensor('float32', dims, rng.fillUniform(new Float32Array(numel(dims)), -1, 1));
 
 async function bestMs(graph: Graph, feeds: Record<string, Tensor>, threads: number, iters: number): Promise<number> {
   const s = await CompiledGraph.create(graph, { threads });
