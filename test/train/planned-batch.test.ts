@@ -17,7 +17,7 @@ function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe('train step planned for a batch size', () => {
-  test('planned for 128 images, run with 70 and 150: the same parameters as the unplanned step', async () => {
+  test('planned for 128 images, run with 70 and 200: the same state after a step as the unplanned one', async () => {
     const model = { arch: 'small-cnn', width: 16, inChannels: 1, imageSize: 28, numClasses: 10, activation: { kind: 'relu' as const }, mean: [0.5], std: [0.25] };
     const base = { model, loss: { kind: 'ce' as const }, optimizer: { momentum: 0.9, weightDecay: 5e-4, nesterov: false } };
     const dir = mkdtempSync(join(tmpdir(), 'advrun-planned-'));
@@ -29,13 +29,15 @@ describe('train step planned for a batch size', () => {
     expect(convs(planned.bytes.train_step!)).toBeGreaterThan(convs(unplanned.bytes.train_step!));
 
     const rng = new Rng(4);
-    for (const n of [70, 150]) {
+    for (const n of [70, 200]) {
       const x = rng.fillUniform(new Float32Array(n * 28 * 28), 0, 1);
       const y = Int32Array.from({ length: n }, () => rng.int(10));
       const runtimes = [planned, unplanned].map((art) => new ModelRuntime(art, initialState(art.manifest, 0), { threads: 1, stateBinding: 'inputs' }));
-      for (const rt of runtimes) for (let step = 0; step < 2; step++) await rt.trainStep(x, y, n, 0.05);
+      // One step: after it the momentum buffers hold each gradient (plus weight decay), compared to float32 rounding.
+      // (Over several steps rounding differences grow chaotically in near-cancelling sums such as BN biases.)
+      for (const rt of runtimes) await rt.trainStep(x, y, n, 0.05);
       const [a, b] = runtimes.map((rt) => rt.getState());
-      for (const [name, t] of b!) expect(maxRelDiff(a!.get(name)!.data as Float32Array, t.data as Float32Array), `${name}, batch ${n}`).toBeLessThan(1e-4);
+      for (const [name, t] of b!) expect(maxRelDiff(a!.get(name)!.data as Float32Array, t.data as Float32Array), `${name}, batch ${n}`).toBeLessThan(1e-5);
       for (const rt of runtimes) await rt.release();
     }
   }, 120_000);
