@@ -2,8 +2,6 @@
 // the mean CE over a fixed subset of training images, BN in eval mode, w.r.t. all parameters
 // (see src/methods/sharpness.ts).
 
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
@@ -76,7 +74,7 @@ export const sharpnessCommand: CommandModule = {
       estimators: { lambda_max: 'power iteration on Hessian-vector products (Gaussian start, Rayleigh quotient)', trace: 'Hutchinson, Rademacher vectors' },
       subset: { rule: SUBSET_RULE, split: 'train', val: a.val > 0 ? a.val : null },
       batch_size: a.batchSize,
-      model: resolve(a.model), model_sha256: createHash('sha256').update(readFileSync(a.model)).digest('hex'), kind_of_model: model.kind, arch: model.spec.arch,
+      model: resolve(a.model), model_sha256: model.sha256, kind_of_model: model.kind, arch: model.spec.arch,
       dataset: ds.name, classes: a.classes ?? (extra.classes as string | null | undefined) ?? null, data_source: ds.source,
       seconds: r.seconds, ...provenance(),
     };

@@ -17,8 +17,6 @@ import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
 import { datasetForModel, runtimeFromCheckpoint } from './load-model.js';
 import { interactive, quiet } from './progress.js';
-import { sha256Hex } from '../util/hash.js';
-import { readInputFile } from '../util/fs.js';
 
 /** Defaults of the LGV/RFN transfer protocol: L∞ 4/255 (L2: 3), step eps/10, 50 iterations. */
 const DEFAULT_EPS: Record<Norm, string> = { linf: '4/255', l2: '3' };
@@ -27,10 +25,6 @@ function list(text: unknown, what: string): string[] {
   const items = String(text ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   if (items.length === 0) throw new UserError(`--${what} needs at least one checkpoint (comma-separated)`);
   return items;
-}
-
-function sha256File(path: string): string {
-  return sha256Hex(readInputFile(path));
 }
 
 export const transferCommand: CommandModule = {
@@ -92,7 +86,7 @@ export const transferCommand: CommandModule = {
         const key = keyOf(p);
         const { rt, model } = await runtimeFromCheckpoint(p, { ds, split, arch: a, ep: a.ep, threads: a.threads });
         const extra = model.meta?.extra ?? {};
-        runtimes.set(key, { rt, id: sha256File(p), arch: model.spec.arch, dataset: extra.dataset ?? null, classes: extra.classes ?? null, kind: model.kind });
+        runtimes.set(key, { rt, id: model.sha256, arch: model.spec.arch, dataset: extra.dataset ?? null, classes: extra.classes ?? null, kind: model.kind });
         const cls = (extra.classes as string | null | undefined) ?? null;
         if (model.kind === 'advrun' && cls !== usedClasses) warn(`${p} was trained on classes ${cls ?? 'all'} but the data uses classes ${usedClasses ?? 'all'}`);
       }

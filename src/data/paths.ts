@@ -1,6 +1,6 @@
 // Where the repo keeps datasets, how to show paths in one-line errors, and atomic file helpers.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';

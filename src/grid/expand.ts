@@ -3,11 +3,11 @@
 // of `advrun train` and `advrun eval` filled in) so that its id, a hash of that resolved
 // configuration, is the same however the spec spells a value ("8/255" or 0.0313725...).
 
-import { createHash } from 'node:crypto';
 import { closest } from 'fastest-levenshtein';
 import { DATASET_NAMES } from '../data/index.js';
 import { archNames, parseActivation } from '../models/index.js';
 import { parseFraction, resolveTrainConfig, type TrainConfig } from '../train/config.js';
+import { sha256Hex } from '../util/hash.js';
 import { UserError } from '../util/errors.js';
 import { displayKey, kindOf, type Flat, type GridSpec } from './spec.js';
 
@@ -65,7 +65,7 @@ export function canonicalJson(v: unknown): string {
 /** A run's id. Threads are left out: they change how fast a run goes, not what it computes. */
 export function runId(train: TrainConfig, ev: EvalConfig | null): string {
   const { threads: _threads, ...t } = train;
-  return createHash('sha256').update(canonicalJson({ train: t, eval: ev })).digest('hex').slice(0, 12);
+  return sha256Hex(canonicalJson({ train: t, eval: ev })).slice(0, 12);
 }
 
 function cartesian(axes: Record<string, unknown[]>): Flat[] {

@@ -128,6 +128,8 @@ export interface OpenedModel {
   imported?: ImportedOnnx;
   /** What the import did (prefixes stripped, opset upgraded...). */
   notes: string[];
+  /** SHA-256 of the model file, for result files (hashed from the bytes openModel already read). */
+  sha256: string;
 }
 
 export interface OpenOptions {
@@ -173,7 +175,7 @@ function importedWithWeights(im: ImportedOnnx, weights: Map<string, Tensor>, o: 
 }
 
 /** An advrun checkpoint of a fine-tuned imported ONNX model: the ONNX file it records, re-imported, with the checkpoint's tensors. */
-async function openImportedCheckpoint(path: string, ck: Checkpoint, o: OpenOptions): Promise<OpenedModel> {
+async function openImportedCheckpoint(path: string, ck: Checkpoint, o: OpenOptions): Promise<Omit<OpenedModel, 'sha256'>> {
   const src = ck.meta.extra?.onnx as Partial<ImportedCheckpointSource> | undefined;
   if (!src || typeof src.file !== 'string' || typeof src.sha256 !== 'string') {
     throw new UserError(`${path} is a fine-tuned imported ONNX model but does not record which ONNX file it was initialised from (extra.onnx), so its graph cannot be rebuilt; fine-tune it again with this version of advrun`);
@@ -194,7 +196,11 @@ async function openImportedCheckpoint(path: string, ck: Checkpoint, o: OpenOptio
 }
 
 export async function openModel(path: string, o: OpenOptions): Promise<OpenedModel> {
-  const kind = detectModelKind(path);
+  const detected = detectModelKind(path);
+  return { ...(await openDetected(path, detected, o)), sha256: sha256Hex(detected.bytes) };
+}
+
+async function openDetected(path: string, kind: DetectedModel, o: OpenOptions): Promise<Omit<OpenedModel, 'sha256'>> {
   const notes: string[] = [];
   if (kind.kind === 'advrun') {
     const ck = kind.checkpoint!;
