@@ -3,7 +3,8 @@
 // the explicit Hessian (Jacobi eigenvalues); Hutchinson's trace against the exact trace within the
 // estimator's own standard deviation; the missing-VJP error; the CLI once.
 
-import { mkdtempSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -271,6 +272,7 @@ describe('advrun sharpness', () => {
     const out = JSON.parse(r.stdout);
     expect(out).toMatchObject({ kind: 'sharpness', n: 40, iters: 3, iters_run: 3, samples: 2, hvp: 'exact', seed: 0, bn_mode: 'eval', arch: 'small-cnn', dataset: 'fashion-mnist-mini' });
     expect(out.lambda_history).toHaveLength(3);
+    expect(out.model_sha256).toBe(createHash('sha256').update(readFileSync(ck)).digest('hex'));
     expect(Number.isFinite(out.lambda_max) && Number.isFinite(out.trace)).toBe(true);
     expect(out.advrun_version).toBeTypeOf('string');
   });
