@@ -12,12 +12,9 @@ import { maskGrad } from './elementwise.js';
 const positive = (b: Builder, x: string) => b.greater(x, b.scalarLike(0, x));
 const plus = (b: Builder, x: string, c: number) => b.add(x, b.scalarLike(c, x));
 
-// g * (y > 0) as a Mul by the cast mask rather than Where(y > 0, g, 0): ONNX Runtime runs Where on one thread
-// and Mul on all of them (3-5 % of a PreActResNet-18 train step, bench/RESULTS.md). The two differ only where a
-// masked cotangent is inf or NaN (Mul gives NaN, Where and PyTorch 0), i.e. in a step that is already poisoned.
 // The mask reads the output y = max(x, 0) (y > 0 exactly where x > 0), as PyTorch does: the next layer keeps y
 // for its own gradient anyway, so x need not live until the backward pass.
-registerVjp('Relu', ({ b, gradOutputs: [gy], output }) => [b.mul(gy!, b.cast(positive(b, output(0)), b.dtype(gy!)))]);
+registerVjp('Relu', ({ b, gradOutputs: [gy], output }) => [maskGrad(b, positive(b, output(0)), gy!)]);
 
 /**
  * SAT's smooth backward for Relu ("Smooth Adversarial Training", Xie et al. 2020): the forward pass
