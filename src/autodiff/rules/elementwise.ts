@@ -11,8 +11,8 @@ const FLOATS = new Set<DType>(['float32', 'float64', 'float16']);
 
 /**
  * gy where `mask` holds, 0 elsewhere: gy times the mask cast to gy's type. ONNX Runtime's CPU Where is the
- * slower way (Greater + Where 3.9 ms vs Greater + Cast + Mul 2.3 ms on a [128, 16, 28, 28] ReLU mask, 2 threads;
- * 3-5 % of a PreActResNet-18 train step, bench/RESULTS.md). The two differ only where a masked cotangent is
+ * slower way (bench/mask_grad.mjs: Greater + Where 3.9-4.9 ms vs Greater + Cast + Mul 2.3 ms on a
+ * [128, 16, 28, 28] ReLU mask, 2 threads; 3-5 % of a PreActResNet-18 train step, bench/RESULTS.md). The two differ only where a masked cotangent is
  * inf or NaN (the product is NaN, Where and PyTorch give 0), i.e. in a step that is already poisoned, which
  * the runtime's NaN/Inf check on the loss and gradient norms reports either way.
  */
