@@ -1,6 +1,7 @@
 // Times the formulations advrun can emit for one convolution layer's gradients, in ONNX Runtime, on
 // this machine: the evidence behind the choices in src/autodiff/rules/conv.ts (see bench/RESULTS.md).
-//   node bench/conv_grad_formulations.mjs [--threads 2] [--iters 7]     (after `npm run build`)
+//   node bench/conv_grad_formulations.mjs [--threads 2] [--iters 7] [--pieces 2,6,12]     (after `npm run build`)
+// --pieces adds one weight-gradient column per piece size in MiB of columns (how COLUMN_CHUNK_BYTES was chosen).
 // Per layer shape (batch 128, PreActResNet-18 stages): forward Conv; input gradient as ConvTranspose vs
 // a Conv with the flipped weight (stride 1); weight gradient with im2col over the batch vs per-image
 // one-hot columns (whole batch, and in pieces of COLUMN_CHUNK_BYTES as a planned train step builds them) vs one GEMM per kernel offset. Prints the median ms of each and checks the formulations agree.
@@ -11,8 +12,10 @@ import { makeTensor } from '../dist/ir/tensor.js';
 import { CompiledGraph, toOrt } from '../dist/runtime/session.js';
 import { Rng } from '../dist/util/random.js';
 
-const { values: opt } = parseArgs({ options: { threads: { type: 'string', default: '2' }, iters: { type: 'string', default: '7' } } });
+const { values: opt } = parseArgs({ options: { threads: { type: 'string', default: '2' }, iters: { type: 'string', default: '7' }, pieces: { type: 'string', default: '' } } });
 const threads = Number(opt.threads), iters = Number(opt.iters);
+const pieceMiB = opt.pieces ? opt.pieces.split(',').map(Number) : [];
+const pieceCol = (mib) => `dw in ${mib} MiB pieces`;
 // [N, C, M, H, kernel, stride, pad]
 const LAYERS = [
   [128, 16, 16, 28, 3, 1, 1], [128, 32, 32, 14, 3, 1, 1], [128, 64, 64, 7, 3, 1, 1],
@@ -30,6 +33,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
   const flippedConv = (b, x, gy, w) => b.op('Conv', [gy, b.slice(b.transpose(w, [1, 0, 2, 3]), [-1, -1], [-k - 1, -k - 1], [2, 3], [-1, -1])], { kernel_shape: [k, k], pads: Array(4).fill(k - 1 - p) });
   // Columns named "NCHWc" run with advrun's CPU lowering of run-time-weight convolutions (src/runtime/nchwc.ts,
   // on by default); all others with ONNX Runtime's own Conv (im2col + GEMM for weights that are inputs).
+  const imagesPerPiece = (bytes) => Math.max(1, Math.floor(bytes / (C * k * k * Ho * Ho * 4)));
   const variants = {
     'forward Conv': (b, x, gy, w) => b.op('Conv', [x, w], conv),
     'forward NCHWc': (b, x, gy, w) => b.op('Conv', [x, w], conv),
@@ -38,7 +42,8 @@ async function timeLayer([N, C, M, H, k, s, p]) {
     'dw over batch': (b, x, gy) => columnsOverBatch(b, x, gy, win, 1),
     'dw per image': (b, x, gy) => columnsPerImage(b, x, gy, win),
     'dw per offset': (b, x, gy) => columnsPerOffset(b, x, gy, win),
-    'dw in pieces': (b, x, gy) => columnsPerImageInChunks(b, x, gy, win, N, Math.max(1, Math.floor(COLUMN_CHUNK_BYTES / (C * k * k * Ho * Ho * 4)))),
+    'dw in pieces': (b, x, gy) => columnsPerImageInChunks(b, x, gy, win, N, imagesPerPiece(COLUMN_CHUNK_BYTES)),
+    ...Object.fromEntries(pieceMiB.map((mib) => [pieceCol(mib), (b, x, gy) => columnsPerImageInChunks(b, x, gy, win, N, imagesPerPiece(mib * 2 ** 20))])),
   };
   const out = {};
   const results = {};
@@ -56,7 +61,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
   }
   const diff = (a, c) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - c[i])), 0);
   const scale = (a) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  const dwErr = Math.max(...['dw per image', 'dw per offset', 'dw in pieces'].map((k) => diff(results['dw over batch'], results[k]) / scale(results['dw over batch'])));
+  const dwErr = Math.max(...['dw per image', 'dw per offset', 'dw in pieces', ...pieceMiB.map(pieceCol)].map((k) => diff(results['dw over batch'], results[k]) / scale(results['dw over batch'])));
   const dxErr = results['dx flipped Conv'] ? Math.max(...['dx flipped Conv', 'dx flipped NCHWc'].map((v) => diff(results['dx ConvTranspose'], results[v]) / scale(results['dx ConvTranspose']))) : 0;
   const fwErr = diff(results['forward Conv'], results['forward NCHWc']) / scale(results['forward Conv']);
   if (dwErr > 1e-5 || dxErr > 1e-5 || fwErr > 1e-5) throw new Error(`formulations disagree: dw ${dwErr}, dx ${dxErr}, forward ${fwErr}`);
@@ -64,7 +69,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
 }
 
 console.log(`threads ${threads}, median of ${iters} runs, ms`);
-const cols = ['forward Conv', 'forward NCHWc', 'dx ConvTranspose', 'dx flipped Conv', 'dx flipped NCHWc', 'dw over batch', 'dw per image', 'dw per offset', 'dw in pieces'];
+const cols = ['forward Conv', 'forward NCHWc', 'dx ConvTranspose', 'dx flipped Conv', 'dx flipped NCHWc', 'dw over batch', 'dw per image', 'dw per offset', 'dw in pieces', ...pieceMiB.map(pieceCol)];
 console.log(`| layer (N, C->M, HxW, k, stride) | ${cols.join(' | ')} |`);
 console.log(`| --- | ${cols.map(() => '---:').join(' | ')} |`);
 for (const l of LAYERS) {

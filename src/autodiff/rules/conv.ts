@@ -116,9 +116,9 @@ export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvW
 export const PER_IMAGE_MAX_COLUMNS = 1 << 19;
 
 /**
- * Bytes of per-image columns built at a time when the batch is planned. Per layer shape the fastest piece
- * held 3.6-9.4 MB of columns (bench/conv_grad_formulations.mjs, "dw in pieces"); whole train steps were
- * 8-13 % faster than with the whole batch's columns at once (bench/RESULTS.md).
+ * Bytes of per-image columns built at a time when the batch is planned. Per layer shape pieces of 4-12 MiB
+ * were fastest, 1-2 MiB and 24 MiB slower (`node bench/conv_grad_formulations.mjs --pieces 1,2,4,12,24`,
+ * table in bench/RESULTS.md); whole train steps were 8-13 % faster than with the whole batch's columns at once.
  */
 export const COLUMN_CHUNK_BYTES = 6 << 20;
 
