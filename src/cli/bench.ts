@@ -87,11 +87,6 @@ async function timeSteps(a: any, rt: ModelRuntime, state: Map<string, Tensor>, t
   return out;
 }
 
-/** The NCHWc block the CPU sessions lower run-time-weight convolutions with (1: not lowered). */
-async function nchwcInUse(): Promise<number> {
-  return nchwcWanted() ? nchwcBlockSize() : 1;
-}
-
 function printReport(report: any, profiles: Record<Step, ProfileSummary> | undefined): void {
   const { advrun, torch, ratio, fractionOfPeak: peak, stateInputs } = report;
   console.log(`${report.arch} width=${report.width ?? 'default'} input=${report.input.join('x')} batch=${report.batch} threads=${report.threads} (${report.cpu})`);
@@ -166,7 +161,7 @@ export const benchCommand: CommandModule = {
     const report = {
       arch: cfg.model.arch, width: cfg.model.width ?? null, activation: activationName(cfg.model.activation),
       input: rt.inputShape, batch: a.batch, evalBatch: a.evalBatch, threads, iters: a.iters, attackSteps: a.attackSteps,
-      stateBinding: rt.stateBinding, memArena: process.env.ADVRUN_MEM_ARENA === '1', nchwcBlock: await nchwcInUse(), advrun, stateInputs: stateInputs ?? null, torch: torch ?? null,
+      stateBinding: rt.stateBinding, memArena: process.env.ADVRUN_MEM_ARENA === '1', nchwcBlock: nchwcWanted() ? await nchwcBlockSize() : 1, advrun, stateInputs: stateInputs ?? null, torch: torch ?? null,
       ratio: torch ? Object.fromEntries(STEPS.map((k) => [k, advrun[k].imgPerSec / torch[k].imgPerSec])) : null,
       ratioStateInputs: torch && stateInputs ? { attack: stateInputs.attack.imgPerSec / torch.attack.imgPerSec, eval: stateInputs.eval.imgPerSec / torch.eval.imgPerSec } : null,
       forwardGflopPerImage: forwardFlops / 1e9, peakGflops, peakMatmulGflops: peak.matmulGflops, peakConvGflops: peak.convGflops,

@@ -124,7 +124,7 @@ function stateRoles(model: BuiltModel): Record<string, ValueRole> {
 /** Gradient options for the train step or the attacker, honouring SAT's smooth-backward variants. */
 export function gradOptionsFor(cfg: ArtifactConfig, who: 'attacker' | 'optimizer'): GradOptions {
   const sb = cfg.smoothBackward;
-  return { plannedBatch: cfg.plannedBatch, ...(sb && sb[who] ? { overrides: { Relu: smoothReluBackward(sb.alpha) } } : {}) };
+  return sb && sb[who] ? { overrides: { Relu: smoothReluBackward(sb.alpha) } } : {};
 }
 
 /**
@@ -158,6 +158,8 @@ export function generateTrainStep(cfg: ArtifactConfig, source?: ModelSource, gra
   const roles: Record<string, ValueRole> = { lr: 'lr', loss: 'loss', logits: 'logits', grad_norms_sq: 'grad-norms' };
   let model: BuiltModel, b: Builder, lr: string, loss: string;
   let gradients: (params: string[]) => Record<string, string>;
+  // The train step's gradients are laid out for the planned batch (attack graphs compute no weight gradients).
+  const planned = (o: GradOptions): GradOptions => ({ plannedBatch: cfg.plannedBatch, ...o });
   if (source) {
     if (cfg.loss.kind !== 'ce' || cfg.samRho) throw new Error('a model source is trained with plain cross-entropy only');
     model = source.build('train');
@@ -166,8 +168,7 @@ export function generateTrainStep(cfg: ArtifactConfig, source?: ModelSource, gra
     roles[labels] = 'labels';
     lr = model.graph.addInput('lr', 'float32', []);
     loss = output(b, crossEntropy(b, model.logits, labels, { labelSmoothing: cfg.loss.labelSmoothing }), 'loss');
-    const opts = { plannedBatch: cfg.plannedBatch, ...gradOptions };
-    gradients = (params) => gradientsOf(source, 'train', () => addGradients(model.graph, loss, params, opts));
+    gradients = (params) => gradientsOf(source, 'train', () => addGradients(model.graph, loss, params, planned(gradOptions ?? {})));
   } else {
     const mg = new ModelGraph(cfg.model, 0);
     const g = mg.graph;
@@ -180,7 +181,7 @@ export function generateTrainStep(cfg: ArtifactConfig, source?: ModelSource, gra
     output(b, objective.logits, 'logits');
     loss = output(b, objective.loss, 'loss');
     model = { graph: g, input: io.images[0]!, logits: 'logits', params: mg.m.params, buffers: mg.m.buffers, bufferUpdates: mg.m.bufferUpdates };
-    const opts = gradOptions ?? gradOptionsFor(cfg, 'optimizer');
+    const opts = planned(gradOptions ?? gradOptionsFor(cfg, 'optimizer'));
     gradients = (params) => cfg.samRho ? samGradients(mg, b, cfg, loss, params, opts) : addGradients(g, loss, params, opts);
   }
   const g = model.graph;

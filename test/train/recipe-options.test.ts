@@ -79,6 +79,8 @@ describe('weight decay on conv/linear weights only', () => {
     const spec = { arch: 'small-cnn', numClasses: 3, inChannels: 1, imageSize: 8, activation: parseActivation('relu'), mean: [0], std: [1] };
     expect(artifactConfigFor(dflt, spec).optimizer).toEqual({ kind: 'sgd', momentum: 0.9, nesterov: false, weightDecay: 5e-4 });
     expect(artifactConfigFor(resolveTrainConfig({ weightDecayScope: 'weights' }), spec).optimizer.decayScope).toBe('weights');
+    // The train step is planned for the run's batch size (weight gradients in cache-sized pieces of it).
+    expect(artifactConfigFor(resolveTrainConfig({ batchSize: 48 }), spec).plannedBatch).toBe(48);
     expect(() => resolveTrainConfig({ weightDecayScope: 'bn' as never })).toThrow(/--weight-decay-scope must be one of all, weights/);
   });
 });

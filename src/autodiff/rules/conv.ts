@@ -17,7 +17,7 @@
 import type { Builder } from '../../ir/builder.js';
 import { attrInt, attrInts, attrString, type Node, type Shape } from '../../ir/graph.js';
 import { windowGeometry } from '../../ir/conv-geometry.js';
-import { BYTES_PER_ELEMENT, makeTensor } from '../../ir/tensor.js';
+import { BYTES_PER_ELEMENT, makeTensor, numel } from '../../ir/tensor.js';
 import { registerVjp } from '../registry.js';
 
 /** Static sizes of `name`'s dims from `from` on (spatial dims must be static to build window graphs). */
@@ -94,22 +94,19 @@ export interface ConvWindow {
  * would exceed PER_IMAGE_MAX_COLUMNS an image take the per-offset formulation, which has no column matrix.
  */
 export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number, plannedBatch?: number): string {
-  const P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1), M = staticDim(b, gdst, 1);
-  const columnsPerExample = staticDim(b, src, 1) * win.kernel.reduce((a, c) => a * c, 1) * P;
+  if (group !== 1) return columnsOverBatch(b, src, gdst, win, group);
+  const P = numel(staticDims(b, gdst, 2)), M = staticDim(b, gdst, 1);
+  const columnsPerExample = staticDim(b, src, 1) * numel(win.kernel) * P;
   const largeColumns = columnsPerExample > PER_IMAGE_MAX_COLUMNS;
-  const perImage = group === 1 && (P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M || largeColumns);
+  const perImage = P >= PER_IMAGE_MIN_POSITIONS_PER_CHANNEL * M || largeColumns;
   // Each piece first copies its images out of src: worth it only when the columns are at least src's size
   // (not for a strided 1x1 convolution, whose columns are a quarter of its input).
-  const piecesPay = columnsPerExample >= staticDims(b, src, 1).reduce((a, c) => a * c, 1);
-  if (perImage && plannedBatch !== undefined && piecesPay) {
+  if (perImage && plannedBatch !== undefined && columnsPerExample >= numel(staticDims(b, src, 1))) {
     const imagesPerChunk = Math.max(1, Math.floor(COLUMN_CHUNK_BYTES / (columnsPerExample * BYTES_PER_ELEMENT[b.dtype(src)])));
-    if (imagesPerChunk < plannedBatch) return columnsPerImageInChunks(b, src, gdst, win, plannedBatch, imagesPerChunk);
-    return columnsPerImage(b, src, gdst, win);
+    return imagesPerChunk < plannedBatch ? columnsPerImageInChunks(b, src, gdst, win, plannedBatch, imagesPerChunk) : columnsPerImage(b, src, gdst, win);
   }
-  if (group === 1 && win.strides.every((s) => s === 1) && largeColumns) return columnsPerOffset(b, src, gdst, win);
-  if (perImage) return columnsPerImage(b, src, gdst, win);
-  if (group === 1 && win.strides.every((s) => s === 1)) return columnsPerOffset(b, src, gdst, win);
-  return columnsOverBatch(b, src, gdst, win, group);
+  if (win.strides.every((s) => s === 1) && (largeColumns || !perImage)) return columnsPerOffset(b, src, gdst, win);
+  return perImage ? columnsPerImage(b, src, gdst, win) : columnsOverBatch(b, src, gdst, win, 1);
 }
 
 /** Without a planned batch, per-image columns larger than this (floats an image; 2 MiB) are not materialised. */
@@ -145,7 +142,7 @@ export function columnsPerImage(b: Builder, src: string, gdst: string, win: Conv
   const { kernel, strides, dilations, padsBegin } = win;
   const padsEnd = windowEndPads(staticDims(b, src, 2), staticDims(b, gdst, 2), win);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
-  const K = kernel.reduce((a, c) => a * c, 1), P = staticDims(b, gdst, 2).reduce((a, c) => a * c, 1);
+  const K = numel(kernel), P = numel(staticDims(b, gdst, 2));
   const oneHot = new Float32Array(C * K * K);
   for (let c = 0; c < C; c++) for (let j = 0; j < K; j++) oneHot[(c * K + j) * K + j] = 1;
   const picker = b.constant(makeTensor(b.dtype(src), [C * K, 1, ...kernel], oneHot)); // Conv needs one dtype
@@ -187,7 +184,7 @@ export function columnsOverBatch(b: Builder, src: string, gdst: string, win: Con
   const O = staticDims(b, gdst, 2);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
   const Cg = C / group, Mg = M / group;
-  const K = win.kernel.reduce((a, c) => a * c, 1), P = O.reduce((a, c) => a * c, 1);
+  const K = numel(win.kernel), P = numel(O);
   const cols = b.reshape(b.concat(offsetSlices(b, src, O, win), 1), [group, Cg * K, -1]);             // [G, Cg*K, N*P]
   const gyG = b.reshape(b.transpose(b.reshape(gdst, [-1, group, Mg, P]), [1, 2, 0, 3]), [group, Mg, -1]); // [G, Mg, N*P]
   const dwT = b.matmul(cols, b.transpose(gyG, [0, 2, 1]));                                            // [G, Cg*K, Mg]
@@ -203,7 +200,7 @@ export function columnsOverBatch(b: Builder, src: string, gdst: string, win: Con
 export function columnsPerOffset(b: Builder, src: string, gdst: string, win: ConvWindow): string {
   const O = staticDims(b, gdst, 2);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
-  const P = O.reduce((a, c) => a * c, 1);
+  const P = numel(O);
   const gyT = b.reshape(b.transpose(b.reshape(gdst, [-1, M, P]), [1, 0, 2]), [M, -1]); // [M, N*P]
   const perOffset = offsetSlices(b, src, O, win).map((slice) =>
     b.unsqueeze(b.matmul(gyT, b.transpose(b.reshape(slice, [C, -1]), [1, 0])), [2])); // [M, N*P] x [N*P, C] -> [M, C, 1]
