@@ -86,7 +86,7 @@ export interface ConvWindow {
  *   column matrix at all.
  * Per image when P >= M / 2 (early, high-resolution layers and every layer of narrow networks; the crossover
  * lies between P/M = 0.25 and 0.77); deep layers with few positions and many channels per offset when their
- * stride is 1 (3-4 % of a PreActResNet-18 w64 train step over im2col over the batch), else over the batch.
+ * stride is 1 (2.5-4 % of a PreActResNet-18 w64 train step over im2col over the batch, two same-process A/Bs), else over the batch.
  * The per-image columns are K times the layer's input (302 MB for PreActResNet-18 width 64's first stage at
  * batch 128): written by one op and read back by the next, they make the weight gradient memory-bound.
  * Given the batch the graph is planned for, they are built a few images at a time (columnsPerImageInChunks),
