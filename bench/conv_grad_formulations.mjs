@@ -4,7 +4,8 @@
 // --pieces adds one weight-gradient column per piece size in MiB of columns (how COLUMN_CHUNK_BYTES was chosen).
 // Per layer shape (batch 128, PreActResNet-18 stages): forward Conv; input gradient as ConvTranspose vs
 // a Conv with the flipped weight (stride 1); weight gradient with im2col over the batch vs per-image
-// one-hot columns (whole batch, and in pieces of COLUMN_CHUNK_BYTES as a planned train step builds them) vs one GEMM per kernel offset. Prints the median ms of each and checks the formulations agree.
+// one-hot columns (whole batch, and in pieces of COLUMN_CHUNK_BYTES as a planned train step builds them) vs one GEMM per kernel offset
+// (each offset's input values gathered by Pad + Slice, or by a MatMul with a 0/1 selection matrix). Prints the median ms of each and checks the formulations agree.
 import { parseArgs } from 'node:util';
 import { COLUMN_CHUNK_BYTES, columnsOverBatch, columnsPerImage, columnsPerImageInChunks, columnsPerOffset } from '../dist/autodiff/rules/conv.js';
 import { newGraph } from '../dist/ir/builder.js';
@@ -20,7 +21,8 @@ const pieceCol = (mib) => `dw in ${mib} MiB pieces`;
 const LAYERS = [
   [128, 16, 16, 28, 3, 1, 1], [128, 32, 32, 14, 3, 1, 1], [128, 64, 64, 7, 3, 1, 1],
   [128, 64, 64, 32, 3, 1, 1], [128, 128, 128, 16, 3, 1, 1], [128, 256, 256, 8, 3, 1, 1], [128, 512, 512, 4, 3, 1, 1],
-  [128, 64, 128, 32, 3, 2, 1], [128, 64, 128, 32, 1, 2, 0],
+  [128, 64, 128, 32, 3, 2, 1], [128, 64, 128, 32, 1, 2, 0], [128, 128, 256, 16, 3, 2, 1], [128, 256, 512, 8, 3, 2, 1],
+  [128, 128, 128, 4, 3, 1, 1], [128, 64, 128, 7, 3, 2, 1],
 ];
 
 async function timeLayer([N, C, M, H, k, s, p]) {
@@ -41,7 +43,8 @@ async function timeLayer([N, C, M, H, k, s, p]) {
     ...(s === 1 ? { 'dx flipped Conv': flippedConv, 'dx flipped NCHWc': flippedConv } : {}),
     'dw over batch': (b, x, gy) => columnsOverBatch(b, x, gy, win, 1),
     'dw per image': (b, x, gy) => columnsPerImage(b, x, gy, win),
-    'dw per offset': (b, x, gy) => columnsPerOffset(b, x, gy, win),
+    'dw per offset, slices': (b, x, gy) => columnsPerOffset(b, x, gy, win, 'slices'),
+    'dw per offset, selection': (b, x, gy) => columnsPerOffset(b, x, gy, win, 'selection'),
     'dw in pieces': (b, x, gy) => columnsPerImageInChunks(b, x, gy, win, N, imagesPerPiece(COLUMN_CHUNK_BYTES)),
     ...Object.fromEntries(pieceMiB.map((mib) => [pieceCol(mib), (b, x, gy) => columnsPerImageInChunks(b, x, gy, win, N, imagesPerPiece(mib * 2 ** 20))])),
   };
@@ -61,7 +64,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
   }
   const diff = (a, c) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - c[i])), 0);
   const scale = (a) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  const dwErr = Math.max(...['dw per image', 'dw per offset', 'dw in pieces', ...pieceMiB.map(pieceCol)].map((k) => diff(results['dw over batch'], results[k]) / scale(results['dw over batch'])));
+  const dwErr = Math.max(...['dw per image', 'dw per offset, slices', 'dw per offset, selection', 'dw in pieces', ...pieceMiB.map(pieceCol)].map((k) => diff(results['dw over batch'], results[k]) / scale(results['dw over batch'])));
   const dxErr = results['dx flipped Conv'] ? Math.max(...['dx flipped Conv', 'dx flipped NCHWc'].map((v) => diff(results['dx ConvTranspose'], results[v]) / scale(results['dx ConvTranspose']))) : 0;
   const fwErr = diff(results['forward Conv'], results['forward NCHWc']) / scale(results['forward Conv']);
   if (dwErr > 1e-5 || dxErr > 1e-5 || fwErr > 1e-5) throw new Error(`formulations disagree: dw ${dwErr}, dx ${dxErr}, forward ${fwErr}`);
@@ -69,7 +72,7 @@ async function timeLayer([N, C, M, H, k, s, p]) {
 }
 
 console.log(`threads ${threads}, median of ${iters} runs, ms`);
-const cols = ['forward Conv', 'forward NCHWc', 'dx ConvTranspose', 'dx flipped Conv', 'dx flipped NCHWc', 'dw over batch', 'dw per image', 'dw per offset', 'dw in pieces', ...pieceMiB.map(pieceCol)];
+const cols = ['forward Conv', 'forward NCHWc', 'dx ConvTranspose', 'dx flipped Conv', 'dx flipped NCHWc', 'dw over batch', 'dw per image', 'dw per offset, slices', 'dw per offset, selection', 'dw in pieces', ...pieceMiB.map(pieceCol)];
 console.log(`| layer (N, C->M, HxW, k, stride) | ${cols.join(' | ')} |`);
 console.log(`| --- | ${cols.map(() => '---:').join(' | ')} |`);
 for (const l of LAYERS) {

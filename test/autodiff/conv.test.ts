@@ -108,7 +108,7 @@ describe('second order through Conv (Hessian-vector products, gradient penalties
   }
 });
 
-describe('the three weight-gradient formulations agree to float32 rounding (finite differences only resolve ~1e-2)', () => {
+describe('the weight-gradient formulations agree to float32 rounding (finite differences only resolve ~1e-2)', () => {
   const layers: { x: number[]; m: number; kernel: number[]; strides: number[]; dilations: number[]; pads: number[] }[] = [
     { x: [3, 4, 9, 9], m: 5, kernel: [3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1] },
     { x: [2, 3, 11, 10], m: 6, kernel: [3, 2], strides: [2, 2], dilations: [1, 1], pads: [1, 0] },
@@ -125,7 +125,7 @@ describe('the three weight-gradient formulations agree to float32 rounding (fini
       const y = b.op('Conv', [x, w], { strides: l.strides, dilations: l.dilations, pads: [...l.pads, ...l.pads] });
       const gy = g.addInput('gy', 'float32', g.shape(y));
       const win = { kernel: l.kernel, strides: l.strides, dilations: l.dilations, padsBegin: l.pads };
-      g.outputs = [columnsOverBatch(b, x, gy, win, 1), columnsPerImage(b, x, gy, win), columnsPerOffset(b, x, gy, win)];
+      g.outputs = [columnsOverBatch(b, x, gy, win, 1), columnsPerImage(b, x, gy, win), columnsPerOffset(b, x, gy, win, 'slices'), columnsPerOffset(b, x, gy, win, 'selection')];
       const rand = (dims: number[]): Tensor => makeTensor('float32', dims, Array.from({ length: numel(dims) }, () => rng.normal()));
       const out = Object.values(await (await CompiledGraph.create(g)).runTensors({ x: rand(l.x), w: rand([l.m, l.x[1]!, ...l.kernel]), gy: rand(g.shape(y) as number[]) }));
       const [c, ...others] = out.map((t) => Array.from(t.data as Float32Array));
@@ -222,14 +222,32 @@ describe('Conv VJP graph structure', () => {
       addGradients(g, b.sumAll(b.op('Conv', [x, w], { pads: [1, 1, 1, 1], strides: [stride, stride] })), [w]);
       const ops = g.nodes.slice(before).map((n) => n.op);
       const matmuls = ops.filter((o) => o === 'MatMul').length;
-      return matmuls === 9 ? 'per offset' : ops.includes('Concat') ? 'over batch' : 'per image';
+      return matmuls === 9 || matmuls === 18 ? 'per offset' : ops.includes('Concat') ? 'over batch' : 'per image';
     };
     expect(PER_IMAGE_MAX_COLUMNS).toBeLessThan(64 * 9 * 32 * 32);
     expect(formulation(64, 64, 32)).toBe('per offset'); // PreActResNet-18 w64 stage 1: 2.4 MB of columns an image
     expect(formulation(128, 128, 16)).toBe('per image');
     expect(formulation(16, 16, 28)).toBe('per image');
     expect(formulation(512, 512, 4)).toBe('per offset');
-    expect(formulation(256, 512, 8, 2)).toBe('over batch'); // strided
+    expect(formulation(256, 512, 8, 2)).toBe('per offset'); // strided, but 64 input positions for 512 output channels: selection MatMuls
+    expect(formulation(128, 256, 16, 2)).toBe('per offset'); // strided, 256 input positions: selections cost at most the GEMM again
+    expect(formulation(32, 128, 14, 2)).toBe('over batch'); // strided, 196 input positions for 128 output channels, 49 output positions
+  });
+
+  test('deep layers gather each offset by a MatMul with a 0/1 selection matrix (no Pad, no Slice) when it is cheap', () => {
+    const gathers = (c: number, m: number, size: number) => {
+      const g = new Graph('wgrad-gather');
+      const b = new Builder(g);
+      const x = g.addInput('x', 'float32', ['N', c, size, size]);
+      const w = g.addInput('w', 'float32', [m, c, 3, 3]);
+      const before = g.nodes.length;
+      addGradients(g, b.sumAll(b.op('Conv', [x, w], { pads: [1, 1, 1, 1] })), [w]);
+      const ops = g.nodes.slice(before).map((n) => n.op);
+      return { slices: ops.filter((o) => o === 'Slice').length, pads: ops.filter((o) => o === 'Pad').length, matmuls: ops.filter((o) => o === 'MatMul').length };
+    };
+    expect(gathers(512, 512, 4)).toEqual({ slices: 0, pads: 0, matmuls: 18 }); // 9 selections + 9 weight-gradient GEMMs
+    expect(gathers(256, 256, 8)).toEqual({ slices: 0, pads: 0, matmuls: 18 });
+    expect(gathers(64, 64, 32)).toEqual({ slices: 9, pads: 1, matmuls: 9 }); // 1024 input positions: Pad + Slices
   });
 
   test('with a planned batch, per-image columns are built a few images at a time (cache-sized pieces)', () => {
@@ -250,7 +268,7 @@ describe('Conv VJP graph structure', () => {
     expect(pieces(64, 64, 32)).toEqual({ columnConvs: 0, matmuls: 9 }); // no plan: per offset, as above
     expect(pieces(16, 16, 8, 4)).toEqual({ columnConvs: 1, matmuls: 1 }); // the whole planned batch fits one piece
     expect(pieces(64, 128, 32, 128, 2, 1)).toEqual({ columnConvs: 1, matmuls: 1 }); // strided 1x1: columns smaller than the input, no pieces
-    expect(pieces(512, 512, 4, 128)).toEqual({ columnConvs: 0, matmuls: 9 }); // deep layer: per offset, no per-image columns
+    expect(pieces(512, 512, 4, 128)).toEqual({ columnConvs: 0, matmuls: 18 }); // deep layer: per offset (selection + GEMM), no per-image columns
   });
 });
 

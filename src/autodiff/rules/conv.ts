@@ -82,11 +82,13 @@ export interface ConvWindow {
  *   [N, M, C*K] partial products are then summed: the extra traffic per FLOP grows like 1/P;
  * - over the batch (columnsOverBatch): one GEMM with inner dimension N*P, after im2col copies of the
  *   input: the extra traffic per FLOP grows like 1/M (output channels);
- * - per kernel offset (columnsPerOffset): K GEMMs with inner dimension N*P over Slices of the input, no
- *   column matrix at all.
+ * - per kernel offset (columnsPerOffset): K GEMMs with inner dimension N*P over each offset's input values
+ *   (Slices of the padded input, or MatMuls with constant 0/1 selection matrices), no column matrix at all.
  * Per image when P >= M / 2 (early, high-resolution layers and every layer of narrow networks; the crossover
  * lies between P/M = 0.25 and 0.77); deep layers with few positions and many channels per offset when their
- * stride is 1 (2.5-4 % of a PreActResNet-18 w64 train step over im2col over the batch, two same-process A/Bs), else over the batch.
+ * stride is 1 (2.5-4 % of a PreActResNet-18 w64 train step over im2col over the batch, two same-process A/Bs), else over the batch;
+ * and per offset by selection whenever the input has at most as many positions as the layer has output channels
+ * (SELECTION_MAX_INPUT_POSITIONS_PER_CHANNEL: w64 and w16 train steps 5 % faster, same-process A/B).
  * The per-image columns are K times the layer's input (302 MB for PreActResNet-18 width 64's first stage at
  * batch 128): written by one op and read back by the next, they make the weight gradient memory-bound.
  * Given the batch the graph is planned for, they are built a few images at a time (columnsPerImageInChunks),
@@ -105,8 +107,23 @@ export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvW
     const imagesPerChunk = Math.max(1, Math.floor(COLUMN_CHUNK_BYTES / (columnsPerExample * BYTES_PER_ELEMENT[b.dtype(src)])));
     return imagesPerChunk < plannedBatch ? columnsPerImageInChunks(b, src, gdst, win, plannedBatch, imagesPerChunk) : columnsPerImage(b, src, gdst, win);
   }
-  if (win.strides.every((s) => s === 1) && (largeColumns || !perImage)) return columnsPerOffset(b, src, gdst, win);
+  if (selectionIsCheap(b, src, gdst) || (win.strides.every((s) => s === 1) && (largeColumns || !perImage))) return columnsPerOffset(b, src, gdst, win);
   return perImage ? columnsPerImage(b, src, gdst, win) : columnsOverBatch(b, src, gdst, win, 1);
+}
+
+/**
+ * Input positions per output channel up to which each offset's input values are gathered by a MatMul with a
+ * constant 0/1 selection matrix (columnsPerOffset), for any stride: those MatMuls cost at most the layer's
+ * weight-gradient GEMM again, but write whole rows where Pad + Slices of a small window copy 16-byte runs
+ * and im2col over the batch copies everything twice more. Batch 128, ms a layer, selection vs the formulation
+ * it replaced (bench/conv_grad_formulations.mjs, bench/RESULTS.md): 512->512 at 4x4 47 vs 64 (per offset by
+ * Slices), 256->256 at 8x8 49 vs 63, 128->256 stride 2 from 16x16 41 vs 84 (im2col over the batch, ratio 1),
+ * 256->512 stride 2 from 8x8 27 vs 54; 128->128 at 16x16 (ratio 2) would be 124 vs 71 in pieces.
+ */
+const SELECTION_MAX_INPUT_POSITIONS_PER_CHANNEL = 1;
+
+function selectionIsCheap(b: Builder, src: string, gdst: string): boolean {
+  return numel(staticDims(b, src, 2)) <= SELECTION_MAX_INPUT_POSITIONS_PER_CHANNEL * staticDim(b, gdst, 1);
 }
 
 /** Without a planned batch, per-image columns larger than this (floats an image; 2 MiB) are not materialised. */
@@ -197,12 +214,13 @@ export function columnsOverBatch(b: Builder, src: string, gdst: string, win: Con
  * dW[:, :, k] = gy [M, N*P] x slice_k^T [N*P, C]. Unlike im2col over the batch no column matrix is
  * assembled (no Concat copy, and only one offset's slice is alive at a time).
  */
-export function columnsPerOffset(b: Builder, src: string, gdst: string, win: ConvWindow): string {
+export function columnsPerOffset(b: Builder, src: string, gdst: string, win: ConvWindow, gather: 'auto' | 'slices' | 'selection' = 'auto'): string {
   const O = staticDims(b, gdst, 2);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
   const P = numel(O);
   const gyT = b.reshape(b.transpose(b.reshape(gdst, [-1, M, P]), [1, 0, 2]), [M, -1]); // [M, N*P]
-  const perOffset = offsetSlices(b, src, O, win).map((slice) =>
+  const bySelection = gather === 'selection' || (gather === 'auto' && selectionIsCheap(b, src, gdst));
+  const perOffset = (bySelection ? offsetSelections(b, src, O, win) : offsetSlices(b, src, O, win)).map((slice) =>
     b.unsqueeze(b.matmul(gyT, b.transpose(b.reshape(slice, [C, -1]), [1, 0])), [2])); // [M, N*P] x [N*P, C] -> [M, C, 1]
   return b.reshape(b.concat(perOffset, 2), [M, C, ...win.kernel]);
 }
@@ -224,6 +242,36 @@ function offsetSlices(b: Builder, src: string, O: number[], win: ConvWindow): st
     const ends = starts.map((st, i) => st + strides[i]! * (O[i]! - 1) + 1);
     const whole = starts.every((st, i) => st === 0 && ends[i] === padded[i] && strides[i] === 1);
     return whole ? xt : b.slice(xt, starts, ends, range(r, 2), strides);
+  });
+}
+
+/**
+ * The same [C, N, *O] values per kernel offset as offsetSlices, gathered by MatMuls: src transposed to
+ * [C*N, Pin] (Pin input positions) times a constant 0/1 matrix [Pin, P] whose column o holds a 1 at the
+ * input position offset k meets from output position o, and none where that falls into the padding.
+ * No Pad, no strided copies; the cost is Pin multiply-adds per value (see SELECTION_MAX_INPUT_POSITIONS_PER_CHANNEL).
+ */
+function offsetSelections(b: Builder, src: string, O: number[], win: ConvWindow): string[] {
+  const S = staticDims(b, src, 2);
+  const C = staticDim(b, src, 1);
+  const Pin = numel(S), P = numel(O);
+  const xt = b.reshape(b.transpose(src, [1, 0, ...range(S.length, 2)]), [-1, Pin]); // [C*N, Pin]
+  return kernelOffsets(win.kernel).map((off) => {
+    const select = new Float32Array(Pin * P);
+    for (let o = 0; o < P; o++) {
+      // Output position o's coordinates, then the input coordinates this offset meets from there.
+      let rest = o, q = 0, inside = true;
+      for (let i = O.length - 1, inStride = 1; i >= 0; i--) {
+        const oi = rest % O[i]!;
+        rest = Math.floor(rest / O[i]!);
+        const si = oi * win.strides[i]! + off[i]! * win.dilations[i]! - win.padsBegin[i]!;
+        if (si < 0 || si >= S[i]!) inside = false;
+        q += si * inStride;
+        inStride *= S[i]!;
+      }
+      if (inside) select[q * P + o] = 1;
+    }
+    return b.reshape(b.matmul(xt, b.constant(makeTensor(b.dtype(src), [Pin, P], select))), [C, -1]);
   });
 }
 
