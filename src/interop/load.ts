@@ -17,7 +17,7 @@ import { initialState } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { ensureImportedArtifacts, type ImportedArtifactOptions } from './imported-artifacts.js';
 import { IMPORTED_ARCH, importOnnx, importedState, type ImportedOnnx } from './onnx-import.js';
-import { decodeForeignSafetensors, decodeForeignState, fitState, looksLikeSafetensors } from './state-dict.js';
+import { decodeForeignSafetensors, decodeForeignState, fitState, looksLikeSafetensors, normalizerMismatch } from './state-dict.js';
 import { isZip } from './zip.js';
 import { sha256Hex } from '../util/hash.js';
 import { readInputFile } from '../util/fs.js';
@@ -209,11 +209,18 @@ async function openDetected(path: string, kind: DetectedModel, o: OpenOptions): 
     return { kind: 'advrun', source: path, spec: ck.meta.model, artifacts, state, meta: ck.meta, notes };
   }
   if (kind.kind === 'pytorch') {
-    const spec = specFromArchOptions(o.arch ?? {}, path, o.data);
-    if (o.arch?.mean === undefined || o.arch?.std === undefined) {
-      notes.push(`normalisation inside the model: mean [${spec.mean}], std [${spec.std}] (${o.data ? "the dataset's" : 'the default'}; pass --mean/--std as the PyTorch model uses them, --mean 0 --std 1 for none)`);
-    }
     const foreign = decodeForeignState(kind.bytes, path);
+    const explicitNorm = o.arch?.mean !== undefined && o.arch?.std !== undefined;
+    // A checkpoint that records its normaliser (robustness library) gets it unless --mean/--std say otherwise.
+    const own = !explicitNorm && foreign.normalizer ? { mean: foreign.normalizer.mean.join(','), std: foreign.normalizer.std.join(',') } : {};
+    const spec = specFromArchOptions({ ...o.arch, ...own }, path, o.data);
+    const mismatch = normalizerMismatch(foreign, spec, path);
+    if (mismatch) throw new UserError(`${mismatch}, or leave them out to use the checkpoint's`);
+    if (!explicitNorm) {
+      const from = foreign.normalizer ? "the checkpoint's normalizer" : o.data ? "the dataset's" : 'the default';
+      notes.push(`normalisation inside the model: mean [${spec.mean}], std [${spec.std}] (${from}; pass --mean/--std as the PyTorch model uses them, --mean 0 --std 1 for none)`);
+    }
+    notes.push(...foreign.notes);
     if (foreign.unwrapped.length) notes.push(`state_dict found under ${foreign.unwrapped.map((k) => `["${k}"]`).join('')}`);
     const { state: weights, stripped } = fitState(foreign.tensors, spec, path);
     if (stripped.length) notes.push(`prefix ${stripped.map((p) => `"${p}"`).join(' then ')} stripped from every key`);

@@ -31,6 +31,10 @@ export interface ForeignState {
   metadata: Record<string, string>;
   /** What was unwrapped to reach the state_dict, e.g. ['state_dict'] or ['module.' prefix]. */
   unwrapped: string[];
+  /** The input normalisation the checkpoint itself records (the robustness library's normalizer.* buffers). */
+  normalizer?: { mean: number[]; std: number[] };
+  /** What was left out of `tensors` and why, for the user (e.g. the robustness library's attacker.* copy). */
+  notes: string[];
 }
 
 // ---------- safetensors with every dtype PyTorch writes ----------
@@ -98,26 +102,52 @@ export function decodeForeignState(buf: Uint8Array, source: string): ForeignStat
     const f = decodeTorchFile(buf, source);
     const { entries, path } = findStateDict(f.root, source);
     for (const [k, ref] of entries) tensors.set(k, convertRaw(f.raw(ref)));
-    return { tensors: robustnessLibraryModel(tensors), format: 'pt', metadata: {}, unwrapped: path };
+    return { ...robustnessLibraryModel(tensors, source), format: 'pt', metadata: {}, unwrapped: path };
   }
   const st = decodeForeignSafetensors(buf, source);
   for (const [k, raw] of st.tensors) tensors.set(k, convertRaw(raw));
-  return { tensors: robustnessLibraryModel(tensors), format: 'safetensors', metadata: st.metadata, unwrapped: [] };
+  return { ...robustnessLibraryModel(tensors, source), format: 'safetensors', metadata: st.metadata, unwrapped: [] };
 }
 
 /**
  * The MadryLab robustness library's checkpoints (Salman et al.'s robust ImageNet models, which TWINS
- * fine-tunes) hold the network twice, as `model.*` and `attacker.model.*`, beside `normalizer.*` and
- * `attacker.normalizer.*` constants, usually under a DataParallel `module.` prefix. Keep the `model.*`
- * copy (normalisation lives in advrun's model; wrapper prefixes are stripped later, as for any
- * state_dict); other layouts are returned unchanged.
+ * fine-tunes) hold the network twice, as `model.*` and `attacker.model.*`, beside the input normaliser's
+ * `normalizer.new_mean/new_std` buffers ([C, 1, 1]; again under `attacker.`), usually under a DataParallel
+ * `module.` prefix. Keep the `model.*` copy (wrapper prefixes are stripped later, as for any state_dict),
+ * return the normaliser separately (advrun normalises inside its model from ModelSpec.mean/std; callers
+ * check or adopt it: normalizerFits) and say what was left out. Other layouts are returned unchanged.
  */
-function robustnessLibraryModel(tensors: Map<string, Tensor>): Map<string, Tensor> {
+function robustnessLibraryModel(tensors: Map<string, Tensor>, source: string): Pick<ForeignState, 'tensors' | 'normalizer' | 'notes'> {
   const bare = (k: string) => (k.startsWith('module.') ? k.slice('module.'.length) : k);
   const keys = [...tensors.keys()].map(bare);
   const isLayout = keys.some((k) => k.startsWith('model.')) && keys.some((k) => k.startsWith('attacker.'))
     && keys.every((k) => /^(model|attacker|normalizer)\./.test(k));
-  return isLayout ? new Map([...tensors].filter(([k]) => bare(k).startsWith('model.'))) : tensors;
+  if (!isLayout) return { tensors, notes: [] };
+  const byBare = new Map([...tensors].map(([k, t]) => [bare(k), t]));
+  const values = (name: string) => { const t = byBare.get(name); return t ? Array.from(t.data as Float32Array) : undefined; };
+  const mean = values('normalizer.new_mean'), std = values('normalizer.new_std');
+  if ((mean === undefined) !== (std === undefined) || (mean && std && mean.length !== std.length)) {
+    throw new UserError(`${source}: its normalizer has ${mean ? `new_mean [${mean}]` : 'no new_mean'} and ${std ? `new_std [${std}]` : 'no new_std'}; a robustness-library checkpoint needs both, one value per input channel`);
+  }
+  const kept = new Map([...tensors].filter(([k]) => bare(k).startsWith('model.')));
+  const left = tensors.size - kept.size;
+  return {
+    tensors: kept,
+    normalizer: mean && std ? { mean, std } : undefined,
+    notes: [`robustness-library checkpoint: using its model.* tensors; ${left} others (the attacker.* copy and the normalizer.* buffers) left out`],
+  };
+}
+
+/**
+ * Whether a checkpoint's own normaliser (ForeignState.normalizer) is the one the model will apply: undefined
+ * if so (or the checkpoint records none), else a one-line problem naming both and the options that match.
+ */
+export function normalizerMismatch(foreign: Pick<ForeignState, 'normalizer'>, spec: Pick<ModelSpec, 'mean' | 'std'>, source: string): string | undefined {
+  const n = foreign.normalizer;
+  if (!n) return undefined;
+  const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => Math.abs(v - b[i]!) <= 1e-6 * Math.max(1, Math.abs(v)));
+  if (same(n.mean, spec.mean) && same(n.std, spec.std)) return undefined;
+  return `${source} normalises its inputs with mean [${n.mean}], std [${n.std}] (its normalizer buffers), but this model would use mean [${spec.mean}], std [${spec.std}]; pass --mean ${n.mean.join(',')} --std ${n.std.join(',')}`;
 }
 
 // ---------- fitting onto an architecture ----------
@@ -139,22 +169,8 @@ export function expectedState(spec: ModelSpec): { state: Map<string, Tensor>; pa
  */
 export function fitState(foreign: Map<string, Tensor>, spec: ModelSpec, source: string): { state: Map<string, Tensor>; stripped: string[] } {
   const { state: expected } = expectedState(spec);
-  let names = [...foreign.keys()];
-  const stripped: string[] = [];
-  const expectedNames = [...expected.keys()];
-  for (;;) {
-    const prefix = WRAPPER_PREFIXES.find((p) => names.length > 0 && names.every((n) => n.startsWith(p)) && !expectedNames.every((n) => n.startsWith(p)));
-    if (!prefix) break;
-    stripped.push(prefix);
-    names = names.map((n) => n.slice(prefix.length));
-  }
-  const strip = (n: string) => { for (const p of stripped) n = n.slice(p.length); return n; };
-  const state = new Map<string, Tensor>();
-  for (const [k, t] of foreign) {
-    const name = strip(k);
-    if (isBatchCounter(name)) continue;
-    state.set(name, t);
-  }
+  const { tensors, stripped } = withoutWrapperPrefixes(foreign, [...expected.keys()]);
+  const state = new Map([...tensors].filter(([name]) => !isBatchCounter(name)));
   const arch = describeArch(spec);
   checkStateMatches(state, expected, source, arch);
   for (const [name, t] of state) {
@@ -162,6 +178,23 @@ export function fitState(foreign: Map<string, Tensor>, spec: ModelSpec, source: 
     if (t.dtype !== 'float32') throw new UserError(`${source} does not fit ${arch}: tensor "${name}" is ${t.dtype}, expected a floating-point tensor`);
   }
   return { state: new Map([...expected.keys()].map((k) => [k, state.get(k)!])), stripped };
+}
+
+/**
+ * The tensors with the wrapper prefixes every key shares removed (DataParallel's `module.`, `model.`,
+ * torch.compile's `_orig_mod.`, possibly nested), unless the model's own names (`expectedNames`) start
+ * with that prefix too. Returns the prefixes removed, outermost first.
+ */
+export function withoutWrapperPrefixes(foreign: Map<string, Tensor>, expectedNames: string[]): { tensors: Map<string, Tensor>; stripped: string[] } {
+  let tensors = foreign;
+  const stripped: string[] = [];
+  for (;;) {
+    const names = [...tensors.keys()];
+    const prefix = WRAPPER_PREFIXES.find((p) => names.length > 0 && names.every((n) => n.startsWith(p)) && !expectedNames.every((n) => n.startsWith(p)));
+    if (!prefix) return { tensors, stripped };
+    stripped.push(prefix);
+    tensors = new Map([...tensors].map(([k, t]) => [k.slice(prefix.length), t]));
+  }
 }
 
 function hintFor(name: string): string {

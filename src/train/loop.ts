@@ -12,7 +12,7 @@ import { Pgd } from '../attacks/pgd.js';
 import type { Attack, AttackModel } from '../attacks/types.js';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/checkpoint.js';
 import { detectModelKind } from '../interop/load.js';
-import { readForeignState } from '../interop/state-dict.js';
+import { decodeForeignState, normalizerMismatch, withoutWrapperPrefixes } from '../interop/state-dict.js';
 import { importedState, importOnnxFile } from '../interop/onnx-import.js';
 import { ensureImportedArtifacts } from '../interop/imported-artifacts.js';
 import type { ImportedCheckpointSource } from '../interop/load.js';
@@ -145,19 +145,19 @@ function withZeroMomentum(state: Map<string, Tensor>, manifest: ArtifactsManifes
   return out;
 }
 
-/** The tensors of a pre-trained model: an advrun checkpoint, or a PyTorch state_dict (.pt / .safetensors). */
-function pretrainedState(init: string): { state: Map<string, Tensor>; spec?: ModelSpec } {
-  if (detectModelKind(init).kind === 'advrun') {
-    const ck = loadCheckpoint(init);
-    return { state: ck.state, spec: ck.meta.model };
-  }
-  if (detectModelKind(init).kind !== 'pytorch') throw new UserError(`--init ${init}: fine-tuning starts from an advrun checkpoint or a PyTorch state_dict (.pt / .safetensors), not an ONNX model`);
-  // DataParallel / torch.compile wrappers prefix every name.
-  let tensors = readForeignState(init).tensors;
-  for (const prefix of ['module.', 'model.', '_orig_mod.']) {
-    if ([...tensors.keys()].every((k) => k.startsWith(prefix))) tensors = new Map([...tensors].map(([k, t]) => [k.slice(prefix.length), t]));
-  }
-  return { state: tensors };
+/**
+ * The tensors of a pre-trained model: an advrun checkpoint, or a PyTorch state_dict (.pt / .safetensors)
+ * with its wrapper prefixes removed. A checkpoint that records its input normaliser (robustness library)
+ * must be fine-tuned with that normalisation: its features were learnt on inputs normalised that way.
+ */
+function pretrainedState(init: string, spec: ModelSpec, expectedNames: string[]): { state: Map<string, Tensor>; spec?: ModelSpec } {
+  const kind = detectModelKind(init);
+  if (kind.kind === 'advrun') return { state: kind.checkpoint!.state, spec: kind.checkpoint!.meta.model };
+  if (kind.kind !== 'pytorch') throw new UserError(`--init ${init}: fine-tuning starts from an advrun checkpoint or a PyTorch state_dict (.pt / .safetensors), not an ONNX model`);
+  const foreign = decodeForeignState(kind.bytes, init);
+  const mismatch = normalizerMismatch(foreign, spec, `--init ${init}`);
+  if (mismatch) throw new UserError(mismatch);
+  return { state: withoutWrapperPrefixes(foreign.tensors, expectedNames).tensors };
 }
 
 /**
@@ -166,8 +166,8 @@ function pretrainedState(init: string): { state: Map<string, Tensor>; spec?: Mod
  */
 export function fineTuneState(init: string, manifest: ArtifactsManifest, seed: number): Map<string, Tensor> {
   const fresh = initialState(manifest, seed);
-  const pre = pretrainedState(init);
   const spec = manifest.config.model;
+  const pre = pretrainedState(init, spec, [...fresh.keys()]);
   for (const k of ['arch', 'width', 'depth', 'inChannels'] as const) {
     if (pre.spec && pre.spec[k] !== spec[k]) throw new UserError(`--init ${init} is a ${k} ${JSON.stringify(pre.spec[k])} model but this run builds ${k} ${JSON.stringify(spec[k])}`);
   }
