@@ -164,15 +164,14 @@ export class ModelBuilder {
  */
 export function trainModeBatchNorm(b: Builder, x: string, v: { scale: string; bias: string; rm: string; rv: string }, eps: number, momentum: number, bufferUpdates: Record<string, string>): string {
   const axes = [0, ...b.shape(x).slice(2).map((_, i) => i + 2)];
+  const meanKeep = b.reduceMean(x, axes, true);
+  const centered = b.sub(x, meanKeep);
+  const varBiased = b.reduceMean(b.mul(centered, centered), axes, false);
+  const mean = b.reshape(meanKeep, [-1]);
+  const y = b.op('BatchNormalization', [x, v.scale, v.bias, mean, varBiased], { epsilon: eps }, { customVjp: BATCH_STATISTICS_BN_VJP });
   // n = elements per channel = numel(x) / C, known only at run time (the batch is symbolic).
   const c = b.shape(x)[1] as number;
   const n = b.div(b.cast(b.op('Size', [x]), 'float32'), b.scalar(c));
-  const meanKeep = b.reduceMean(x, axes, true);
-  // Two-pass variance, the squares summed inside the reduction: no full-size tensor of squares.
-  const sumSquares = b.reduce('ReduceSumSquare', b.sub(x, meanKeep), axes, false);
-  const varBiased = b.div(sumSquares, n);
-  const mean = b.reshape(meanKeep, [-1]);
-  const y = b.op('BatchNormalization', [x, v.scale, v.bias, mean, varBiased], { epsilon: eps }, { customVjp: BATCH_STATISTICS_BN_VJP });
   const unbiased = b.mul(varBiased, b.div(n, b.sub(n, b.scalar(1))));
   const rm = bufferUpdates[v.rm] ?? v.rm, rv = bufferUpdates[v.rv] ?? v.rv;
   bufferUpdates[v.rm] = b.add(b.scale(rm, 1 - momentum), b.scale(mean, momentum));

@@ -57,7 +57,7 @@ registerVjp('BatchNormalization', ({ b, node, gradOutputs: [gy], input, needs })
 
 /**
  * Name of the VJP for a BatchNormalization node fed with its own input's batch statistics
- * (mean = ReduceMean(x), var = biased ReduceSumSquare(x - mean) / count over N and the spatial axes), the way
+ * (mean = ReduceMean(x), var = biased ReduceMean((x - mean)^2) over N and the spatial axes), the way
  * advrun's models build train-mode BN. The rule gives x's total derivative, statistics included, in
  * closed form, so the statistics' own nodes get no cotangent:
  *   dx = A g + B (x - mean) + C   with per-channel A = scale*invstd, B = -scale*invstd^3*sum(g*(x-mean))/m,
