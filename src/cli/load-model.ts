@@ -6,6 +6,7 @@
 import { loadDataset, type Dataset, type Split } from '../data/index.js';
 import { detectModelKind, openModel, type ArchOptions, type OpenedModel } from '../interop/load.js';
 import type { ExecutionProvider } from '../runtime/session.js';
+import { TRAIN_DEFAULTS } from '../train/config.js';
 import { ModelRuntime } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { GRAPHS_DIR } from './train.js';
@@ -45,7 +46,7 @@ export async function datasetForModel(path: string, o: DatasetChoice): Promise<D
   if (!dataset) throw new UserError(`${path} does not record its dataset; pass --dataset`);
   const classes = o.classes ?? (extra.classes as string | null) ?? undefined;
   // Split 'val' is the hold-out the checkpoint's run validated on (it records the fraction or count).
-  const val = o.val ?? (o.split === 'val' ? ((extra.valSplit as number | undefined) ?? 0.1) : undefined);
+  const val = o.val ?? (o.split === 'val' ? ((extra.valSplit as number | undefined) ?? TRAIN_DEFAULTS.valSplit) : undefined);
   // Image folders are decoded at the size the model takes (a checkpoint records it).
   const imageSize = o.imageSize ?? meta?.model?.imageSize;
   return loadDataset(dataset, o.split, { dataDir: o.dataDir, classes, val, limit: o.limit, ...(dataset.startsWith('folder:') && imageSize ? { imageSize } : {}) });

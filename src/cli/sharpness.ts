@@ -7,9 +7,10 @@ import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import { readRange } from '../data/index.js';
 import { importedModel } from '../interop/onnx-import.js';
-import { withArchOptions } from '../interop/load.js';
+import { detectModelKind, withArchOptions } from '../interop/load.js';
 import { FD_REL_DEFAULT, HVP_MODES, measureSharpness, type HvpMode } from '../methods/sharpness.js';
 import { buildModel } from '../models/index.js';
+import { TRAIN_DEFAULTS } from '../train/config.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
@@ -26,7 +27,7 @@ export const sharpnessCommand: CommandModule = {
     .option('dataset', { type: 'string', describe: "dataset (default: the checkpoint's training dataset)" })
     .option('data-dir', { type: 'string' })
     .option('classes', { type: 'string', describe: "class subset (default: the checkpoint's)" })
-    .option('val', { type: 'number', default: 0.1, describe: 'validation fraction/count held out of the training files before taking the first n (as in advrun train; 0: none)' })
+    .option('val', { type: 'number', describe: "validation fraction/count held out of the training files before taking the first n, as in advrun train (default: the checkpoint's run's --val-split, else 0.1; 0: none)" })
     .option('n', { type: 'number', default: 1000, describe: 'training images in the fixed subset' })
     .option('iters', { type: 'number', default: 20, describe: 'power-iteration steps (Hessian-vector products) for the top eigenvalue' })
     .option('tol', { type: 'number', default: 0, describe: 'stop power iteration early when the eigenvalue changes by <= tol (relative); 0: always --iters' })
@@ -46,7 +47,11 @@ export const sharpnessCommand: CommandModule = {
     }
     if (!(a.fdRel > 0)) throw new UserError(`--fd-rel must be positive, got ${a.fdRel}`);
     if (!(a.tol >= 0)) throw new UserError(`--tol must be >= 0, got ${a.tol}`);
-    const ds = await datasetForModel(a.model, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split: 'train', val: a.val > 0 ? a.val : undefined });
+    // The images the model was trained on: hold out what its run held out (an advrun checkpoint records it).
+    const recordedVal = detectModelKind(a.model).checkpoint?.meta.extra?.valSplit as number | undefined;
+    const val: number = a.val ?? recordedVal ?? TRAIN_DEFAULTS.valSplit;
+    if (!(val >= 0)) throw new UserError(`--val must be >= 0 (a fraction below 1 or a count), got ${val}`);
+    const ds = await datasetForModel(a.model, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split: 'train', val: val > 0 ? val : undefined });
     const model = await openForDataset(a.model, ds, { arch: a });
     const n = Math.min(a.n, ds.n);
     const data = { images: await readRange(ds, 0, n), labels: ds.labels.subarray(0, n), n, shape: [ds.channels, ds.height, ds.width] };
@@ -72,7 +77,7 @@ export const sharpnessCommand: CommandModule = {
       loss: r.loss, grad_norm: r.grad_norm, weight_norm: r.weight_norm, num_params: r.num_params, hvp_calls: r.hvp_calls,
       objective: 'mean cross-entropy over the subset, w.r.t. all parameters (BN running statistics fixed)', bn_mode: 'eval',
       estimators: { lambda_max: 'power iteration on Hessian-vector products (Gaussian start, Rayleigh quotient)', trace: 'Hutchinson, Rademacher vectors' },
-      subset: { rule: SUBSET_RULE, split: 'train', val: a.val > 0 ? a.val : null },
+      subset: { rule: SUBSET_RULE, split: 'train', val: val > 0 ? val : null, val_from: a.val !== undefined ? 'option' : recordedVal !== undefined ? 'checkpoint' : 'default' },
       batch_size: a.batchSize,
       model: resolve(a.model), model_sha256: model.sha256, kind_of_model: model.kind, arch: model.spec.arch,
       dataset: ds.name, classes: a.classes ?? (extra.classes as string | null | undefined) ?? null, data_source: ds.source,

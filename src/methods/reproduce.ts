@@ -481,7 +481,7 @@ interface RfnSettings {
   testN: number;
   /** Extra `advrun transfer` arguments naming the test data (ImageNet: the val folder). */
   testData: string[];
-  sharp: { n: number; iters: number; samples: number; extra: string[] };
+  sharp: { n: number; iters: number; samples: number };
 }
 
 function rfnSurrogates(trainBase: Flat, rhos: number[], seeds: number[]): Flat {
@@ -517,7 +517,7 @@ function planRfn(o: ReproduceOptions): ReproductionPlan {
     const tgt = planStage('rfn-targets', rfnTargets(base(s, o, { method: 'standard', eps: 0 }), r.targets.map((t, i) => ({ ...t, seed: 100 + i }))), o);
     const rfn: RfnSettings = {
       seeds: s.seeds, rhos: r.rhos, early, eps: '0.1', steps: o.preset === 'smoke' ? 5 : 50, valN: Math.min(r.n, 200), testN: r.n, testData: [],
-      sharp: { n: r.sharpN, iters: r.iters, samples: r.samples, extra: [] },
+      sharp: { n: r.sharpN, iters: r.iters, samples: r.samples },
     };
     const note = `Our setting: ${s.dataset}; surrogates small-cnn width ${s.width} trained normally for ${s.epochs} epochs on ${s.limit} images (SGD, snapshots for early stopping, SAM rho 0.05, l-SAM rho from {${r.rhos.join(', ')}} chosen on the validation split); targets: ${r.targets.map((t) => Object.entries(t).map(([k, v]) => `${k} ${v}`).join(' ')).join('; ')} (independently trained, not adversarially); BIM (I-FGSM, no random start) L-inf eps 0.1, step eps/10, on the first ${r.n} test images every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${r.sharpN} training images, eval mode; seeds ${s.seeds.join(', ')}. The paper (ImageNet, ResNet-50) reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
     return { paper: 'rfn', preset: o.preset, stages: [sur, tgt], after: rfnAfter(rfn), note, rfn };
@@ -531,7 +531,7 @@ function planRfn(o: ReproduceOptions): ReproductionPlan {
   const tgt = planStage('rfn-targets', rfnTargets(trainBase, p.targetSeeds.map((seed) => ({ seed }))), o);
   const rfn: RfnSettings = {
     seeds, rhos: p.rhos, early: p.early, eps: p.eps, steps: p.steps, valN: p.valN, testN: p.n, testData: ['--dataset', `folder:${dirs.val}`],
-    sharp: { n: p.sharpN, iters: p.iters, samples: p.samples, extra: ['--val', String(p.valSplit)] },
+    sharp: { n: p.sharpN, iters: p.iters, samples: p.samples }, // sharpness holds out what each checkpoint's run held out
   };
   const note = `Our setting: the paper's protocol on ImageNet (${dirs.train}, 224x224). Surrogates: ResNet-50 trained normally with SGD (momentum ${p.momentum}, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)}, x0.1 at epochs ${listText(p.milestones)} of ${p.epochs}, weight decay ${p.weightDecay}: torchvision's recipe, as METHODS.md gives none), the snapshot at epoch ${p.early} as the early-stopped surrogate, SAM (rho 0.05) and l-SAM (rho from {${p.rhos.join(', ')}} chosen by transfer success on ${p.valN} held-out training images). Targets: ${p.targetSeeds.length} independently trained ResNet-50s (seeds ${p.targetSeeds.join(', ')}), not adversarially trained — advrun has no other ImageNet architecture, so this is not the paper's zoo of architectures. BIM (I-FGSM, no random start) L-inf eps ${p.eps}, step eps/10, ${p.steps} iterations, on the first ${p.n} images of ${dirs.val} every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${p.sharpN} training images, eval mode; seeds ${seeds.join(', ')}. The paper reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
   return { paper: 'rfn', preset: 'paper', stages: [sur, tgt], after: rfnAfter(rfn), note, rfn };
@@ -570,7 +570,7 @@ async function runRfn(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit
     const test = advrunJson(['transfer', '--surrogates', surrogates.join(','), ...transferArgs('test', r.testN), ...r.testData, '--out', join(resolve(o.out), 'rfn-transfer', `test-seed${seed}`)]);
     const means = Object.values(test.mean_transfer as Record<string, number>);
     surrogates.forEach((path, i) => {
-      const sh = advrunJson(['sharpness', '--model', path, '--n', String(r.sharp.n), '--iters', String(r.sharp.iters), '--samples', String(r.sharp.samples), '--seed', String(seed), ...r.sharp.extra, ...ep]);
+      const sh = advrunJson(['sharpness', '--model', path, '--n', String(r.sharp.n), '--iters', String(r.sharp.iters), '--samples', String(r.sharp.samples), '--seed', String(seed), ...ep]);
       perSeed[kinds[i]!]!.success.push(means[i]!);
       perSeed[kinds[i]!]!.lambda.push(sh.lambda_max);
       perSeed[kinds[i]!]!.trace.push(sh.trace);

@@ -275,5 +275,26 @@ describe('advrun sharpness', () => {
     expect(out.model_sha256).toBe(createHash('sha256').update(readFileSync(ck)).digest('hex'));
     expect(Number.isFinite(out.lambda_max) && Number.isFinite(out.trace)).toBe(true);
     expect(out.advrun_version).toBeTypeOf('string');
+    // No --val: the checkpoint records no split, so the training default (0.1) is held out.
+    expect(out.subset).toMatchObject({ split: 'train', val: 0.1, val_from: 'default' });
+  });
+
+  test("holds out the split the checkpoint's run held out unless --val says otherwise", () => {
+    const graphsDir = tmp('advrun-graphs-');
+    const spec: ModelSpec = { arch: 'small-cnn', numClasses: 10, inChannels: 1, imageSize: 28, width: 4, activation: parseActivation('relu'), mean: [0.286], std: [0.353] };
+    const art = ensureArtifacts({ model: spec, loss: { kind: 'ce', labelSmoothing: 0 }, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } }, graphsDir);
+    const ck = join(tmp('advrun-sharp-'), 'model.safetensors');
+    saveCheckpoint(ck, initialState(art.manifest, 1), { model: spec, epoch: 0, step: 0, extra: { dataset: 'fashion-mnist-mini', classes: null, valSplit: 0.25 } });
+    const run = (...extra: string[]) => {
+      const r = runCli(['sharpness', '--model', ck, '--n', '8', '--iters', '1', '--samples', '1', ...extra, '--json'], { ADVRUN_GRAPHS_DIR: graphsDir });
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    const recorded = run(), explicit = run('--val', '0'), other = run('--val', '0.5');
+    expect(recorded.subset).toMatchObject({ val: 0.25, val_from: 'checkpoint' });
+    expect(explicit.subset).toMatchObject({ val: null, val_from: 'option' });
+    expect(other.subset).toMatchObject({ val: 0.5, val_from: 'option' });
+    // Different hold-outs leave different first-n training images, hence different losses.
+    expect(new Set([recorded.loss, explicit.loss, other.loss]).size).toBe(3);
   });
 });
