@@ -16,7 +16,7 @@ const EPILOG = `Presets:
            label smoothing, Nesterov, lr 0.1 x B/256, 100 epochs; PGD-200 eval
     rfn    ResNet-50 surrogates on ImageNet (--data-dir): SGD snapshots, SAM,
            l-SAM; independent ResNet-50 targets; BIM 50 steps at 4/255
---dry-run writes every run's configuration to DIR/plan.json, runs nothing.`;
+--dry-run writes every run's configuration to DIR/plan.json, runs nothing (a real run writes the same file first).`;
 
 function seedList(text: unknown): number[] | undefined {
   if (text === undefined) return undefined;

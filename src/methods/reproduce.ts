@@ -418,10 +418,11 @@ export function planReproduction(paper: Paper, o: ReproduceOptions): Reproductio
   return plan(o);
 }
 
-/** Plan, then run every grid and write DIR/table.md, table.csv and reproduce.json. */
+/** Plan (written to DIR/plan.json first, as --dry-run writes it), then run every grid and write DIR/table.md, table.csv and reproduce.json. */
 export async function reproduce(paper: Paper, o: ReproduceOptions): Promise<ReproduceResult> {
   const t0 = Date.now();
   const plan = planReproduction(paper, o);
+  writePlanFile(o, plan);
   const r = await { twins: runTwins, sat: runSat, rfn: runRfn }[paper](o, plan);
   const dir = resolve(o.out);
   writeFileAtomic(join(dir, 'table.md'), r.table);
@@ -434,9 +435,14 @@ export async function reproduce(paper: Paper, o: ReproduceOptions): Promise<Repr
 /** --dry-run: the plan, written to DIR/plan.json. */
 export function writePlan(paper: Paper, o: ReproduceOptions): { path: string; plan: ReproductionPlan } {
   const plan = planReproduction(paper, o);
+  return { path: writePlanFile(o, plan), plan };
+}
+
+/** DIR/plan.json: every run's full configuration, with the commit and versions that planned it. */
+function writePlanFile(o: ReproduceOptions, plan: ReproductionPlan): string {
   const path = join(resolve(o.out), 'plan.json');
   writeFileAtomic(path, JSON.stringify({ ...planJson(plan), ...provenance() }, null, 2));
-  return { path, plan };
+  return path;
 }
 
 // ---------- RFN ----------

@@ -15,6 +15,11 @@ function reproduceSmoke(paper: string) {
   expect(md).toMatch(/Smoke preset: .*meaningless/);
   expect(md).toMatch(/## Verdict/);
   expect(JSON.parse(r.stdout).verdict).toMatch(/\*\*(yes|no|within noise)\*\*/);
+  // A real run records its plan as --dry-run would: every run's configuration and the commit.
+  const plan = JSON.parse(readFileSync(join(out, 'plan.json'), 'utf8'));
+  expect(plan.stages.length).toBeGreaterThan(0);
+  expect(plan.stages.every((st: { runs: unknown[] }) => st.runs.length > 0)).toBe(true);
+  expect(plan).toHaveProperty('advrun_version');
   return { md, csv, out };
 }
 
