@@ -4,6 +4,7 @@ import type { Argv } from 'yargs';
 import { archNames, parseActivation, type ModelSpec } from '../models/index.js';
 import { parseNumberList, perChannelValues } from '../train/config.js';
 import { UserError } from '../util/errors.js';
+import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
 export function withModelOptions<T>(y: Argv<T>) {
   return y
@@ -29,7 +30,7 @@ export function withOptimizerOptions<T>(y: Argv<T>) {
 export function withEvalRunOptions<T>(y: Argv<T>) {
   return y
     .option('batch-size', { type: 'number', default: 256 })
-    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, default: 'cpu' as const })
+    .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const })
     .option('threads', { type: 'number', default: 0 })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' });
 }

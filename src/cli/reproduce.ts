@@ -5,6 +5,7 @@ import { PAPERS, PRESETS, reproduce, writePlan, type Paper, type Preset } from '
 import type { ExecutionProvider } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { quiet } from './progress.js';
+import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
 const EPILOG = `Presets:
   smoke  about a minute: tiny runs that check the pipeline (numbers meaningless)
@@ -36,7 +37,7 @@ export const reproduceCommand: CommandModule = {
     .option('checkpoint', { type: 'string', alias: 'init', describe: 'paper preset, twins: the robust ImageNet ResNet-50 to fine-tune (.pt/.safetensors state_dict, robustness-library checkpoint, advrun checkpoint)' })
     .option('batch-size', { type: 'number', describe: "paper preset: batch size (sat and rfn scale the lr as 0.1 x B/256); default the paper's" })
     .option('seeds', { type: 'string', describe: "comma-separated seeds instead of the preset's (e.g. 0 for one run per setting)" })
-    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, describe: 'execution provider of every run (default cpu)' })
+    .option('ep', { choices: EXECUTION_PROVIDERS, describe: 'execution provider of every run (default cpu)' })
     .option('workers', { type: 'number', default: 1, describe: 'runs at once' })
     .option('dry-run', { type: 'boolean', default: false, describe: "write every run's full configuration to DIR/plan.json and print the runs, without running anything" })
     .option('json', { type: 'boolean', default: false })

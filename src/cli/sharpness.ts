@@ -16,6 +16,7 @@ import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
 import { datasetForModel, openForDataset } from './load-model.js';
 import { interactive } from './progress.js';
+import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
 export const SUBSET_RULE = 'the first n examples, in dataset order, of the training split (after holding out --val like `advrun train`), no augmentation';
 
@@ -37,7 +38,7 @@ export const sharpnessCommand: CommandModule = {
     .option('seed', { type: 'number', default: 0, describe: 'seed of the power-iteration start and the Rademacher vectors' })
     .option('batch-size', { type: 'number', default: 128 })
     .option('out', { type: 'string', describe: 'also write the result JSON to this file' })
-    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, default: 'cpu' as const })
+    .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const })
     .option('threads', { type: 'number', default: 0 })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
   handler: async (argv) => {

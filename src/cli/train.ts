@@ -7,6 +7,7 @@ import { archNames } from '../models/index.js';
 import { camel, METHODS, readConfigFile, resolveTrainConfig, TRAIN_KEYS, type TrainConfig } from '../train/config.js';
 import { train } from '../train/loop.js';
 import { trainReporter } from './progress.js';
+import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
 export const GRAPHS_DIR = resolve(process.env.ADVRUN_GRAPHS_DIR ?? 'graphs');
 
@@ -53,7 +54,7 @@ function options(y: Argv) {
     .option('val-steps', { type: 'number', describe: 'PGD steps for per-epoch validation (10)' })
     .option('val-limit', { type: 'number', describe: 'validation examples evaluated per epoch (500)' })
     .option('seed', { type: 'number' })
-    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'], describe: 'execution provider' })
+    .option('ep', { choices: EXECUTION_PROVIDERS, describe: 'execution provider' })
     .option('threads', { type: 'number', describe: 'ONNX Runtime intra-op threads (0 = all cores)' })
     .option('out', { type: 'string', demandOption: true, describe: 'run directory' })
     .option('resume', { type: 'boolean', default: false, describe: 'continue an interrupted run in --out' })

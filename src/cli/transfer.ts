@@ -17,6 +17,7 @@ import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
 import { datasetForModel, runtimeFromCheckpoint } from './load-model.js';
 import { interactive, quiet } from './progress.js';
+import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
 /** Defaults of the LGV/RFN transfer protocol: L∞ 4/255 (L2: 3), step eps/10, 50 iterations. */
 const DEFAULT_EPS: Record<Norm, string> = { linf: '4/255', l2: '3' };
@@ -48,7 +49,7 @@ export const transferCommand: CommandModule = {
     .option('seed', { type: 'number', default: 0, describe: 'attack seed (pgd random start; bim/mifgsm are deterministic)' })
     .option('batch-size', { type: 'number', default: 256 })
     .option('out', { type: 'string', demandOption: true, describe: 'directory for transfer.csv, transfer.md and transfer.json' })
-    .option('ep', { choices: ['cpu', 'cuda', 'webgpu', 'auto'] as const, default: 'cpu' as const })
+    .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const })
     .option('threads', { type: 'number', default: 0 })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object (also written to transfer.json)' }),
   handler: async (argv) => {

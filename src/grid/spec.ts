@@ -13,6 +13,7 @@ import { UserError } from '../util/errors.js';
 
 export { camel, kebab } from '../train/config.js';
 import { camel, kebab } from '../train/config.js';
+import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
 /** Value kinds checked up front; 'fraction' is a number or a text like "8/255". */
 type Kind = 'int' | 'number' | 'fraction' | 'string' | 'boolean' | 'any' | readonly string[];
@@ -21,7 +22,7 @@ const TRAIN_KINDS: Record<string, Kind> = {
   arch: 'string', width: 'int', depth: 'int', activation: 'string', dataset: 'string', dataDir: 'string', imageSize: 'int', inputResize: 'int', mean: 'string', std: 'string', classes: 'string',
   valSplit: 'number', limit: 'int', augment: 'boolean', method: 'string', epochs: 'int', batchSize: 'int', lr: 'number',
   schedule: 'string', milestones: 'string', warmup: 'number', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', weightDecayScope: [...DECAY_SCOPES], labelSmoothing: 'number',
-  eps: 'fraction', alpha: 'fraction', steps: 'int', randomStartProb: 'number', beta: 'number', valSteps: 'int', valLimit: 'int', seed: 'int', ep: ['cpu', 'cuda', 'webgpu', 'auto'],
+  eps: 'fraction', alpha: 'fraction', steps: 'int', randomStartProb: 'number', beta: 'number', valSteps: 'int', valLimit: 'int', seed: 'int', ep: [...EXECUTION_PROVIDERS],
   init: 'string', lambda: 'number', rho: 'number', smoothBackward: [...SMOOTH_BACKWARD], smoothAlpha: 'number', saveEvery: 'int',
 };
 

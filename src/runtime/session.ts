@@ -10,8 +10,9 @@ import { graphToModelProto, modelProtoToGraph } from '../onnx/io.js';
 import { lowerConvsToNchwc, nchwcBlockSize, nchwcWanted } from './nchwc.js';
 import { newGraph } from '../ir/builder.js';
 import { UserError } from '../util/errors.js';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from './providers.js';
 
-export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu' | 'auto';
+export { EXECUTION_PROVIDERS, type ExecutionProvider };
 
 export interface RuntimeOptions {
   ep?: ExecutionProvider;
@@ -77,7 +78,7 @@ export async function resolveProvider(ep: ExecutionProvider = 'cpu', log?: (m: s
     log?.('--ep auto: no GPU provider is available, using cpu');
     return 'cpu';
   }
-  if (ep !== 'cuda' && ep !== 'webgpu') throw new UserError(`unknown execution provider "${ep}"; use cpu, cuda, webgpu or auto`);
+  if (ep !== 'cuda' && ep !== 'webgpu') throw new UserError(`unknown execution provider "${ep}"; use ${EXECUTION_PROVIDERS.join(', ')}`);
   const probe = await providerWorks(ep);
   if (!probe.ok) throw new UserError(`--ep ${ep} is not available (${probe.reason}); ${FIX[ep]}`);
   return ep;

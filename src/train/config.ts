@@ -7,6 +7,7 @@ import YAML from 'yaml';
 import { UserError } from '../util/errors.js';
 import { DECAY_SCOPES, sgdConfig, type DecayScope } from './optimizer.js';
 import type { ScheduleKind } from './schedule.js';
+import type { ExecutionProvider } from '../runtime/providers.js';
 
 export const METHODS = ['standard', 'pgd-at', 'trades', 'fgsm-rs', 'sam', 'ft-at', 'ft-trades', 'twins-at', 'twins-trades'] as const;
 /** Methods that fine-tune a pre-trained checkpoint (--init) with a new linear head. */
@@ -66,7 +67,7 @@ export interface TrainConfig {
   valSteps: number;
   valLimit: number;
   seed: number;
-  ep: 'cpu' | 'cuda' | 'webgpu' | 'auto';
+  ep: ExecutionProvider;
   threads: number;
   /** Pre-trained checkpoint to fine-tune (ft-*, twins-*); its head is replaced by a new one. */
   init?: string;
