@@ -149,10 +149,14 @@ function describe(raw: Flat): string {
   return Object.entries(raw).map(([k, v]) => `${displayKey(k)}=${formatValue(v)}`).join(' ');
 }
 
-/** The raw configurations of every run: product minus excludes, plus includes, with overrides. */
+/**
+ * The raw configurations of every run: product minus excludes, plus includes, with overrides. A grid with no
+ * axes is its base run alone, unless it lists includes: then it is just those (as a CI matrix of includes only).
+ */
 function rawRuns(spec: GridSpec, fail: (where: string, e: unknown) => void): Flat[] {
   const out: Flat[] = [];
-  for (const combo of cartesian(spec.axes)) {
+  const product = Object.keys(spec.axes).length === 0 && spec.include.length > 0 ? [] : cartesian(spec.axes);
+  for (const combo of product) {
     const raw = { ...spec.base, ...combo };
     try {
       const { flat } = resolveRun(raw, spec.evaluate);

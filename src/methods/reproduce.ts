@@ -499,13 +499,10 @@ function rfnSurrogates(trainBase: Flat, rhos: number[], seeds: number[]): Flat {
   };
 }
 
-/**
- * Only the listed targets. A grid without axes also holds its base run, which here would train the seed-0
- * SGD surrogate's exact network again, and a copy of a surrogate is no independent target: exclude it.
- */
+/** Only the listed targets (a grid without axes but with includes is just its includes). */
 function rfnTargets(trainBase: Flat, targets: Flat[]): Flat {
   return {
-    base: { ...trainBase, seed: 0 }, axes: {}, exclude: [{ seed: 0 }], include: targets,
+    base: trainBase, axes: {}, include: targets,
     eval: null, table: { rows: ['arch', 'width', 'depth', 'activation', 'seed'], columns: [], metric: ['val_clean_acc'], over: [] },
   };
 }

@@ -80,6 +80,12 @@ describe('grid expansion', () => {
     expect(plan.runs.filter((r) => r.train.method === 'standard')).toHaveLength(3);
   });
 
+  it('without axes a grid is its base run, or only its includes when it has some', () => {
+    expect(expand({ axes: {} }).runs).toHaveLength(1);
+    const plan = expand({ axes: {}, include: [{ seed: [3, 4] }], table: { rows: ['seed'] } });
+    expect(plan.runs.map((r) => r.train.seed)).toEqual([3, 4]);
+  });
+
   it('excludes match resolved values, so defaults and fractions match too', () => {
     const plan = expand({ axes: { eps: ['8/255', 0.1], method: ['pgd-at', 'trades'] }, exclude: [{ eps: 0.03137254901960784, method: 'pgd-at' }], table: { rows: ['eps', 'method'] } });
     expect(plan.runs.map((r) => `${r.label.eps} ${r.label.method}`)).toEqual(['8/255 trades', '0.1 pgd-at', '0.1 trades']);
