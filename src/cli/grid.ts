@@ -12,9 +12,10 @@ import { interactive } from './progress.js';
 
 type Args = Record<string, any>;
 
-function planText(plan: GridPlan): string {
+/** A plan as `advrun grid plan` prints it: a header line (naming the runs' directory if given), then one line per run. */
+export function planText(plan: GridPlan, dir?: string): string {
   const dup = plan.duplicates ? ` (${plan.duplicates} duplicate${plan.duplicates > 1 ? 's' : ''} merged)` : '';
-  const lines = [`grid ${plan.spec.name}: ${plan.runs.length} run${plan.runs.length === 1 ? '' : 's'}${dup}`];
+  const lines = [`grid ${plan.spec.name}: ${plan.runs.length} run${plan.runs.length === 1 ? '' : 's'}${dir ? ` in ${dir}` : ''}${dup}`];
   for (const r of plan.runs) lines.push(`  #${r.index} ${r.id} ${labelText(r.label)}`);
   return lines.join('\n');
 }

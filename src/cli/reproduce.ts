@@ -6,6 +6,7 @@ import type { ExecutionProvider } from '../runtime/session.js';
 import { UserError } from '../util/errors.js';
 import { quiet } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
+import { planText } from './grid.js';
 
 const EPILOG = `Presets:
   smoke  about a minute: tiny runs that check the pipeline (numbers meaningless)
@@ -51,7 +52,7 @@ export const reproduceCommand: CommandModule = {
       const runs = plan.stages.reduce((n, s) => n + s.plan.runs.length, 0);
       if (a.json) console.log(JSON.stringify({ paper: a.paper, preset: a.preset, plan: path, runs }));
       else {
-        for (const s of plan.stages) console.log(`${s.name}: ${s.plan.runs.length} runs in ${s.dir}\n${s.plan.runs.map((r) => `  ${r.id}  ${Object.entries(r.label).map(([k, v]) => `${k}=${v}`).join(' ')}`).join('\n')}`);
+        for (const s of plan.stages) console.log(planText(s.plan, s.dir));
         for (const step of plan.after) console.log(`then ${step}`);
         console.log(`(dry run: wrote ${path} with every run's configuration; nothing was run)`);
       }
