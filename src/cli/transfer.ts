@@ -9,7 +9,7 @@ import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import type { Norm } from '../attacks/types.js';
 import type { Split } from '../data/index.js';
-import { detectModelKind, withArchOptions } from '../interop/load.js';
+import { checkModelFile, detectModelKind, withArchOptions } from '../interop/load.js';
 import { SELECTION_RULE, TRANSFER_ATTACKS, parseStepSize, transferMatrix, uniqueLabels, writeTransferReport, type TransferAttack, type TransferModel } from '../methods/transfer.js';
 import { parseFraction } from '../train/config.js';
 import type { ModelRuntime } from '../train/runtime.js';
@@ -65,7 +65,7 @@ export const transferCommand: CommandModule = {
     for (const [k, v] of [['steps', a.steps], ['n', a.n], ['batch-size', a.batchSize]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new UserError(`--${k} must be a positive integer, got ${v}`);
     }
-    for (const p of [...surrogatePaths, ...targetPaths]) detectModelKind(p); // a missing or foreign file fails before any data is loaded
+    for (const p of [...surrogatePaths, ...targetPaths]) checkModelFile(p); // a missing or foreign file fails before any data is loaded
     // Distinct files (by real path), each named by the first path given for it.
     const keyOf = (p: string) => realpathSync(p);
     const firstPath = new Map<string, string>();

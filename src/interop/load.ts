@@ -20,7 +20,7 @@ import { IMPORTED_ARCH, importOnnx, importedState, type ImportedOnnx } from './o
 import { decodeForeignSafetensors, decodeForeignState, fitState, looksLikeSafetensors, normalizerMismatch } from './state-dict.js';
 import { isZip } from './zip.js';
 import { sha256Hex } from '../util/hash.js';
-import { readInputFile } from '../util/fs.js';
+import { readInputFile, readInputHead } from '../util/fs.js';
 
 export type ModelKind = 'advrun' | 'pytorch' | 'onnx';
 
@@ -106,14 +106,30 @@ function fileStamp(path: string): string | undefined {
 }
 
 function detectFromBytes(path: string, bytes: Buffer): DetectedModel {
-  if (looksLikeSafetensors(bytes)) {
+  const format = formatOf(path, bytes, bytes.length);
+  if (format === 'safetensors') {
     const { metadata } = decodeForeignSafetensors(bytes, path);
-    if (metadata.format === CHECKPOINT_FORMAT) return { kind: 'advrun', format: 'safetensors', bytes, checkpoint: decodeCheckpoint(bytes, path) };
-    return { kind: 'pytorch', format: 'safetensors', bytes };
+    if (metadata.format === CHECKPOINT_FORMAT) return { kind: 'advrun', format, bytes, checkpoint: decodeCheckpoint(bytes, path) };
+    return { kind: 'pytorch', format, bytes };
   }
-  if (isZip(bytes) || (bytes[0] === 0x80 && bytes[1] === 0x02)) return { kind: 'pytorch', format: 'pt', bytes };
-  if (extname(path).toLowerCase() === '.onnx' || bytes[0] === 0x08) return { kind: 'onnx', format: 'onnx', bytes };
+  return { kind: format === 'pt' ? 'pytorch' : 'onnx', format, bytes };
+}
+
+/** A model file's container format from its first bytes (`head`) and size, or the one-line error for anything else. */
+function formatOf(path: string, head: Uint8Array, size: number): DetectedModel['format'] {
+  if (looksLikeSafetensors(head, size)) return 'safetensors';
+  if (isZip(head) || (head[0] === 0x80 && head[1] === 0x02)) return 'pt';
+  if (extname(path).toLowerCase() === '.onnx' || head[0] === 0x08) return 'onnx';
   throw new UserError(`${path} is neither an advrun checkpoint, a PyTorch checkpoint (.pt zip or .safetensors) nor an ONNX model (.onnx)`);
+}
+
+/**
+ * Fails with the error opening `path` would give first (missing, unreadable, not a model file) while reading
+ * only its first bytes: commands that open several models check them all before loading any data.
+ */
+export function checkModelFile(path: string): void {
+  const { head, size } = readInputHead(path, 16);
+  formatOf(path, head, size);
 }
 
 export interface OpenedModel {

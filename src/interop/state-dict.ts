@@ -59,11 +59,11 @@ export function decodeForeignSafetensors(buf: Uint8Array, source: string): { ten
   return { tensors, metadata };
 }
 
-/** A safetensors file: u64 header length, then a JSON object that fits in the file. */
-export function looksLikeSafetensors(buf: Uint8Array): boolean {
-  if (buf.length < 10) return false;
+/** A safetensors file: u64 header length, then a JSON object that fits in the file (`fileSize`: when `buf` is only its start). */
+export function looksLikeSafetensors(buf: Uint8Array, fileSize = buf.length): boolean {
+  if (buf.length < 9 || fileSize < 10) return false;
   const n = Number(Buffer.from(buf.buffer, buf.byteOffset, 8).readBigUInt64LE(0));
-  return n >= 2 && n <= buf.length - 8 && buf[8] === 0x7b;
+  return n >= 2 && n <= fileSize - 8 && buf[8] === 0x7b;
 }
 
 // ---------- finding the state_dict in an unpickled checkpoint ----------

@@ -1,7 +1,7 @@
 // Atomic file writes: write a temp file in the same directory, fsync, then rename over the target,
 // so a reader never sees a half-written checkpoint, result or artifact, even if the process dies.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { UserError } from './errors.js';
 
@@ -26,10 +26,28 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8A
 }
 
 /** Reads a file the user named; a failure is a UserError ("cannot read <path>: no such file"). */
+/** The first `n` bytes of a file (fewer if it is shorter) and its size, with readInputFile's one-line errors. */
+export function readInputHead(path: string, n: number): { head: Buffer; size: number } {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(Math.min(n, size));
+    readSync(fd, head, 0, head.length, 0);
+    return { head, size };
+  } catch (e) {
+    throw cannotRead(path, e);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+const cannotRead = (path: string, e: unknown) => new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+
 export function readInputFile(path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw cannotRead(path, e);
   }
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { saveCheckpoint } from '../../src/checkpoint/checkpoint.js';
-import { detectModelKind } from '../../src/interop/load.js';
+import { checkModelFile, detectModelKind } from '../../src/interop/load.js';
 import { makeTensor } from '../../src/ir/tensor.js';
 
 describe('detectModelKind', () => {
@@ -27,5 +27,25 @@ describe('detectModelKind', () => {
     writeFileSync(onnx, Buffer.from([0x08, 0x08]));
     expect(detectModelKind(onnx).kind).toBe('onnx');
     expect(() => detectModelKind(join(dir, 'missing.pt'))).toThrow(/cannot read .*missing\.pt: no such file/);
+  });
+
+  test('checkModelFile gives the same errors from the first bytes alone', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'advrun-check-'));
+    const ck = join(dir, 'model.safetensors');
+    saveCheckpoint(ck, new Map([['w', makeTensor('float32', [2], [1, 2])]]), { model: { arch: 'small-cnn' } as never, epoch: 1, step: 1 });
+    expect(() => checkModelFile(ck)).not.toThrow();
+    writeFileSync(join(dir, 'm.pt'), Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0]));
+    expect(() => checkModelFile(join(dir, 'm.pt'))).not.toThrow();
+    expect(() => checkModelFile(join(dir, 'missing.pt'))).toThrow(/cannot read .*missing\.pt: no such file/);
+    const text = join(dir, 'notes.txt');
+    writeFileSync(text, 'not a model at all');
+    expect(() => checkModelFile(text)).toThrow(/notes\.txt is neither an advrun checkpoint, a PyTorch checkpoint/);
+    // A safetensors header longer than the file is no safetensors file.
+    const cut = join(dir, 'cut.safetensors');
+    const header = Buffer.alloc(12);
+    header.writeBigUInt64LE(1000n, 0);
+    header[8] = 0x7b;
+    writeFileSync(cut, header);
+    expect(() => checkModelFile(cut)).toThrow(/is neither/);
   });
 });

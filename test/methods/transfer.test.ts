@@ -99,6 +99,12 @@ describe('transferMatrix', () => {
 });
 
 describe('advrun transfer', () => {
+  test('a missing target is a one-line error before any data is loaded', () => {
+    const r = runCli(['transfer', '--surrogates', A, '--targets', `${B},${join(dir, 'missing.safetensors')}`, '--out', join(dir, 'never')], { ADVRUN_GRAPHS_DIR: graphsDir });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^advrun: cannot read .*missing\.safetensors: no such file$/);
+  });
+
   test('writes the surrogate x target matrix (CSV, Markdown) and a JSON with every setting', () => {
     const out = join(dir, 'report');
     const r = runCli(['transfer', '--surrogates', `${A},${B}`, '--targets', `${B},${C}`, '--n', '30', '--steps', '3', '--batch-size', '16', '--out', out, '--json'], { ADVRUN_GRAPHS_DIR: graphsDir });
