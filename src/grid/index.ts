@@ -16,6 +16,6 @@ export { loadSpec, validateSpec, METRICS, type GridSpec, type TableSpec, type Ex
 export { expandGrid, runId, labelText, type GridPlan, type PlannedRun, type EvalConfig } from './expand.js';
 export { runGrid, runOne, prepareDir, type RunGridOptions, type GridSummary, type GridEvent } from './scheduler.js';
 export { executeRun, type RunOutcome, type RunReport } from './worker.js';
-export { buildTable, renderMarkdown, renderCsv, renderJson, writeTables, type GridTable, type CellStats, type RunEntry } from './table.js';
+export { buildTable, meanStd, renderMarkdown, renderCsv, renderJson, writeTables, type GridTable, type CellStats, type RunEntry } from './table.js';
 export { gridStatus, renderStatus, type GridStatus } from './status.js';
 export { gridPaths, runPaths, runState, readGridFile, type RunStatus, type RunState } from './rundir.js';

@@ -122,7 +122,8 @@ function runEntry(dir: string, run: PlannedRun, metrics: Metric[]): RunEntry {
   };
 }
 
-function meanStd(xs: number[]): { mean: number | null; std: number | null } {
+/** Mean and sample standard deviation (null for fewer than 1 / 2 values). */
+export function meanStd(xs: number[]): { mean: number | null; std: number | null } {
   if (!xs.length) return { mean: null, std: null };
   const mean = xs.reduce((a, v) => a + v, 0) / xs.length;
   // Sample standard deviation (n - 1): the seeds are a sample of the training randomness.

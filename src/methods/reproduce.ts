@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { createObjectCsvStringifier } from 'csv-writer';
 import { cliPath } from '../grid/worker.js';
-import { buildTable, expandGrid, runGrid, runPaths, validateSpec, type CellStats, type GridPlan, type GridTable, type RunGridOptions } from '../grid/index.js';
+import { buildTable, expandGrid, meanStd, runGrid, runPaths, validateSpec, type CellStats, type GridPlan, type GridTable, type RunGridOptions } from '../grid/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
@@ -252,24 +252,33 @@ export function compareCells(a: CellStats | undefined, b: CellStats | undefined)
   return 'within noise';
 }
 
-function renderTable(title: string, preset: Preset, scaleNote: string, rows: Row[], paperHeader: string, verdict: string): { md: string; csv: string } {
+/** A reproduction's table.md: title, smoke warning, our setting, the table, the verdict, provenance. */
+function markdownReport(title: string, preset: Preset, note: string, table: string[], verdict: string, footnote: string): string {
   const lines = [
     `# ${title} — advrun reproduction (preset: ${preset})`,
     '',
     preset === 'smoke' ? '> **Smoke preset: tiny runs to check the pipeline. The numbers are meaningless.**\n' : '',
-    scaleNote,
+    note,
     '',
-    `| setting | clean acc (ours) | robust acc (ours) | ${paperHeader} |`,
-    '| --- | --- | --- | --- |',
-    ...rows.map((r) => `| ${r.label} | ${show(r.cells.clean)} | ${show(r.cells.robust)} | ${r.paper ? [r.paper.clean !== undefined ? `clean ${r.paper.clean}` : '', r.paper.robust !== undefined ? `robust ${r.paper.robust}` : '', r.paper.note ?? ''].filter(Boolean).join(', ') : '–'} |`),
+    ...table,
     '',
     '## Verdict',
     '',
     verdict,
     '',
-    `advrun ${provenance().advrun_version}, commit ${provenance().git_commit ?? 'unknown'}. Accuracies in percent, mean ± std over seeds (n = runs with a value).`,
+    `advrun ${provenance().advrun_version}, commit ${provenance().git_commit ?? 'unknown'}. ${footnote}`,
     '',
   ];
+  return lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n');
+}
+
+function renderTable(title: string, preset: Preset, scaleNote: string, rows: Row[], paperHeader: string, verdict: string): { md: string; csv: string } {
+  const table = [
+    `| setting | clean acc (ours) | robust acc (ours) | ${paperHeader} |`,
+    '| --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.label} | ${show(r.cells.clean)} | ${show(r.cells.robust)} | ${r.paper ? [r.paper.clean !== undefined ? `clean ${r.paper.clean}` : '', r.paper.robust !== undefined ? `robust ${r.paper.robust}` : '', r.paper.note ?? ''].filter(Boolean).join(', ') : '–'} |`),
+  ];
+  const md = markdownReport(title, preset, scaleNote, table, verdict, 'Accuracies in percent, mean ± std over seeds (n = runs with a value).');
   const csv = createObjectCsvStringifier({
     header: ['setting', 'clean_mean', 'clean_std', 'robust_mean', 'robust_std', 'n', 'failed', 'missing', 'paper_clean', 'paper_robust'].map((id) => ({ id, title: id })),
   });
@@ -278,7 +287,7 @@ function renderTable(title: string, preset: Preset, scaleNote: string, rows: Row
     n: r.cells.robust?.n ?? r.cells.clean?.n ?? 0, failed: r.cells.clean?.failed ?? 0, missing: r.cells.clean?.missing ?? 0,
     paper_clean: r.paper?.clean ?? '', paper_robust: r.paper?.robust ?? '',
   }));
-  return { md: lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n'), csv: csv.getHeaderString()! + csv.stringifyRecords(records) };
+  return { md, csv: csv.getHeaderString()! + csv.stringifyRecords(records) };
 }
 
 
@@ -449,12 +458,10 @@ function writePlanFile(o: ReproduceOptions, plan: ReproductionPlan): string {
 
 interface Stats { mean: number | null; std: number | null; n: number }
 
+/** Over the seeds that produced a number (a failed step leaves a gap, counted as missing). */
 function stats(values: (number | null | undefined)[]): Stats {
   const v = values.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
-  if (v.length === 0) return { mean: null, std: null, n: 0 };
-  const mean = v.reduce((a, b) => a + b, 0) / v.length;
-  const std = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1)) : null;
-  return { mean, std, n: v.length };
+  return { ...meanStd(v), n: v.length };
 }
 
 /** Stats as a CellStats, so the shared comparison and rendering apply. */
@@ -588,24 +595,12 @@ async function runRfn(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit
   const flatter = compareCells(asCell(cells[es]!.lambda, n), asCell(cells[lsam]!.lambda, n));
   const holds = vsEarly === 'higher' ? 'yes' : vsEarly === 'lower' ? 'no' : 'within noise';
   const verdict = `Does "a large-radius SAM surrogate (l-SAM / RFN) transfers better than early stopping" hold at this scale? **${holds}**: l-SAM's mean transfer success is ${than(vsEarly)} the early-stopped SGD surrogate's and ${than(vsFull)} the fully trained one's (higher/lower: beyond 2 standard errors over seeds). Sharpness: the early-stopped surrogate's largest Hessian eigenvalue is ${than(flatter)} l-SAM's. Chosen l-SAM radius per seed: ${chosenRho.join(', ')}.`;
-  const lines = [
-    `# RFN: flat-neighbourhood surrogates for transferable attacks — advrun reproduction (preset: ${o.preset})`,
-    '',
-    o.preset === 'smoke' ? '> **Smoke preset: tiny runs to check the pipeline. The numbers are meaningless.**\n' : '',
-    plan.note,
-    '',
+  const table = markdownReport('RFN: flat-neighbourhood surrogates for transferable attacks', o.preset, plan.note, [
     '| surrogate | transfer success % (ours) | lambda_max | Hessian trace |',
     '| --- | --- | --- | --- |',
     ...kinds.map((k) => `| ${k} | ${showStats(cells[k]!.success, 100)} | ${showStats(cells[k]!.lambda, 1, 2)} | ${showStats(cells[k]!.trace, 1, 1)} |`),
-    '',
-    '## Verdict',
-    '',
-    verdict,
-    '',
-    `advrun ${provenance().advrun_version}, commit ${provenance().git_commit ?? 'unknown'}. Mean ± std over seeds; per-seed matrices in rfn-transfer/.`,
-    '',
-  ].filter((l, i, a) => l !== '' || a[i - 1] !== '');
+  ], verdict, 'Mean ± std over seeds; per-seed matrices in rfn-transfer/.');
   const csv = createObjectCsvStringifier({ header: ['surrogate', 'success_mean', 'success_std', 'lambda_max_mean', 'lambda_max_std', 'trace_mean', 'trace_std', 'n'].map((id) => ({ id, title: id })) });
   const records = kinds.map((k) => ({ surrogate: k, success_mean: cells[k]!.success.mean ?? '', success_std: cells[k]!.success.std ?? '', lambda_max_mean: cells[k]!.lambda.mean ?? '', lambda_max_std: cells[k]!.lambda.std ?? '', trace_mean: cells[k]!.trace.mean ?? '', trace_std: cells[k]!.trace.std ?? '', n: cells[k]!.success.n }));
-  return { table: lines.join('\n'), csv: csv.getHeaderString()! + csv.stringifyRecords(records), verdict };
+  return { table, csv: csv.getHeaderString()! + csv.stringifyRecords(records), verdict };
 }
