@@ -3,7 +3,6 @@
 import type { CommandModule } from 'yargs';
 import { PAPERS, PRESETS, reproduce, writePlan, type Paper, type Preset } from '../methods/reproduce.js';
 import type { ExecutionProvider } from '../runtime/session.js';
-import { UserError } from '../util/errors.js';
 import { quiet } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 import { planText } from './grid.js';
@@ -20,11 +19,9 @@ const EPILOG = `Presets:
            l-SAM; independent ResNet-50 targets; BIM 50 steps at 4/255
 --dry-run writes every run's configuration to DIR/plan.json, runs nothing (a real run writes the same file first).`;
 
+/** --seeds as numbers (planReproduction checks them: non-negative integers). */
 function seedList(text: unknown): number[] | undefined {
-  if (text === undefined) return undefined;
-  const v = String(text).split(',').map((s) => Number(s.trim()));
-  if (v.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--seeds "${String(text)}" is not a comma-separated list of non-negative integers`);
-  return v;
+  return text === undefined ? undefined : String(text).split(',').map((s) => (s.trim() === '' ? NaN : Number(s.trim())));
 }
 
 export const reproduceCommand: CommandModule = {

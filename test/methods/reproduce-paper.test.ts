@@ -126,6 +126,7 @@ describe('reproduce --preset paper --dry-run', () => {
     expect(failure(['reproduce', 'twins', '--preset', 'paper', '--out', out, '--checkpoint', join(root, 'nope.pt')])).toMatch(/--checkpoint .*nope\.pt does not exist/);
     expect(failure(['reproduce', 'sat', '--preset', 'paper', '--out', out, '--data-dir', join(imagenet, 'train')])).toMatch(/has no train\/ \(a folder with train\/ and val\//);
     expect(failure(['reproduce', 'sat', '--preset', 'cpu', '--out', out, '--data-dir', imagenet])).toMatch(/--data-dir applies to --preset paper only/);
+    for (const seeds of ['1,a', '1,,2', '-1']) expect(failure(['reproduce', 'rfn', '--preset', 'smoke', '--out', out, '--seeds', seeds, '--dry-run'])).toMatch(/--seeds must be non-negative integers/);
     expect(existsSync(out)).toBe(false);
   });
 });
