@@ -215,7 +215,7 @@ async function runStage(stage: PlannedStage, o: ReproduceOptions): Promise<GridT
 }
 
 /** The plan as --dry-run writes it: every run's id, label and full train and eval configuration. */
-export function planJson(p: ReproductionPlan): Record<string, unknown> {
+function planJson(p: ReproductionPlan): Record<string, unknown> {
   return {
     paper: p.paper, preset: p.preset, note: p.note, after: p.after, ...(p.rfn ? { rfn: p.rfn } : {}),
     stages: p.stages.map((s) => ({ name: s.name, dir: s.dir, runs: s.plan.runs.map((r) => ({ id: r.id, label: r.label, train: r.train, eval: r.eval })) })),
@@ -418,7 +418,7 @@ async function runTwins(o: ReproduceOptions, plan: ReproductionPlan): Promise<Om
 const PLANNERS: Record<Paper, (o: ReproduceOptions) => ReproductionPlan> = { twins: planTwins, sat: planSat, rfn: planRfn };
 
 /** Every grid a reproduction would run, fully expanded, without running anything (--dry-run). */
-export function planReproduction(paper: Paper, o: ReproduceOptions): ReproductionPlan {
+function planReproduction(paper: Paper, o: ReproduceOptions): ReproductionPlan {
   const plan = PLANNERS[paper];
   if (!plan) throw new UserError(`unknown paper "${paper}"; use ${PAPERS.join(', ')}`);
   if (!PRESETS.includes(o.preset)) throw new UserError(`unknown preset "${o.preset}"; use ${PRESETS.join(', ')}`);
