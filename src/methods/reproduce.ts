@@ -476,9 +476,10 @@ function advrunJson(args: string[]): Record<string, any> {
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
+/** Per preset: l-SAM radii, targets, BIM (eps, steps), test/validation images, sharpness subset and iterations. */
 const RFN_SCALES = {
-  smoke: { rhos: [0.5], targets: [{ arch: 'small-cnn', width: 8 }, { arch: 'small-cnn', width: 4, activation: 'elu' }], n: 100, sharpN: 64, iters: 3, samples: 3 },
-  cpu: { rhos: [0.2, 0.5], targets: [{ arch: 'small-cnn', width: 32 }, { arch: 'preact-resnet18', width: 8 }, { arch: 'wrn', depth: 10, width: 2 }], n: 1000, sharpN: 1000, iters: 10, samples: 10 },
+  smoke: { rhos: [0.5], targets: [{ arch: 'small-cnn', width: 8 }, { arch: 'small-cnn', width: 4, activation: 'elu' }], eps: '0.1', steps: 5, n: 100, valN: 100, sharpN: 64, iters: 3, samples: 3 },
+  cpu: { rhos: [0.2, 0.5], targets: [{ arch: 'small-cnn', width: 32 }, { arch: 'preact-resnet18', width: 8 }, { arch: 'wrn', depth: 10, width: 2 }], eps: '0.1', steps: 50, n: 1000, valN: 200, sharpN: 1000, iters: 10, samples: 10 },
 };
 
 /** What RFN does after its grids: the transfer protocol and the sharpness measurement, per seed. */
@@ -526,10 +527,10 @@ function planRfn(o: ReproduceOptions): ReproductionPlan {
     // Targets: independently trained models of other architectures and seeds.
     const tgt = planStage('rfn-targets', rfnTargets(base(s, o, { method: 'standard', eps: 0 }), r.targets.map((t, i) => ({ ...t, seed: 100 + i }))), o);
     const rfn: RfnSettings = {
-      seeds: s.seeds, rhos: r.rhos, early, eps: '0.1', steps: o.preset === 'smoke' ? 5 : 50, valN: Math.min(r.n, 200), testN: r.n, testData: [],
+      seeds: s.seeds, rhos: r.rhos, early, eps: r.eps, steps: r.steps, valN: r.valN, testN: r.n, testData: [],
       sharp: { n: r.sharpN, iters: r.iters, samples: r.samples },
     };
-    const note = `Our setting: ${s.dataset}; surrogates small-cnn width ${s.width} trained normally for ${s.epochs} epochs on ${s.limit} images (SGD, snapshots for early stopping, SAM rho 0.05, l-SAM rho from {${r.rhos.join(', ')}} chosen on the validation split); targets: ${r.targets.map((t) => Object.entries(t).map(([k, v]) => `${k} ${v}`).join(' ')).join('; ')} (independently trained, not adversarially); BIM (I-FGSM, no random start) L-inf eps 0.1, step eps/10, on the first ${r.n} test images every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${r.sharpN} training images, eval mode; seeds ${s.seeds.join(', ')}. The paper (ImageNet, ResNet-50) reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
+    const note = `Our setting: ${s.dataset}; surrogates small-cnn width ${s.width} trained normally for ${s.epochs} epochs on ${s.limit} images (SGD, snapshots for early stopping, SAM rho 0.05, l-SAM rho from {${r.rhos.join(', ')}} chosen on the validation split); targets: ${r.targets.map((t) => Object.entries(t).map(([k, v]) => `${k} ${v}`).join(' ')).join('; ')} (independently trained, not adversarially); BIM (I-FGSM, no random start) L-inf eps ${r.eps}, step eps/10, ${r.steps} iterations, on the first ${r.n} test images every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${r.sharpN} training images, eval mode; seeds ${s.seeds.join(', ')}. The paper (ImageNet, ResNet-50) reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
     return { paper: 'rfn', preset: o.preset, stages: [sur, tgt], after: rfnAfter(rfn), note, rfn };
   }
   const p = RFN_PAPER, dirs = imagenetDirs('rfn', o), batch = batchOf(o, p.batchSize), seeds = seedsOf(o, p.seeds);
