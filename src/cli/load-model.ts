@@ -38,18 +38,27 @@ export interface LoadModelOptions extends DatasetChoice {
   note?: (line: string) => void;
 }
 
-/** The dataset a model is evaluated on: --dataset/--classes, or what the checkpoint records. */
-export async function datasetForModel(path: string, o: DatasetChoice): Promise<Dataset> {
+/** What a model is evaluated on: the options given, else what its checkpoint records. */
+export function resolveDataChoice(path: string, o: DatasetChoice): DatasetChoice & { dataset: string } {
   const meta = detectModelKind(path).checkpoint?.meta;
   const extra = meta?.extra ?? {};
   const dataset = o.dataset ?? (extra.dataset as string | undefined);
   if (!dataset) throw new UserError(`${path} does not record its dataset; pass --dataset`);
-  const classes = o.classes ?? (extra.classes as string | null) ?? undefined;
-  // Split 'val' is the hold-out the checkpoint's run validated on (it records the fraction or count).
-  const val = o.val ?? (o.split === 'val' ? ((extra.valSplit as number | undefined) ?? TRAIN_DEFAULTS.valSplit) : undefined);
-  // Image folders are decoded at the size the model takes (a checkpoint records it).
-  const imageSize = o.imageSize ?? meta?.model?.imageSize;
-  return loadDataset(dataset, o.split, { dataDir: o.dataDir, classes, val, limit: o.limit, ...(dataset.startsWith('folder:') && imageSize ? { imageSize } : {}) });
+  return {
+    ...o,
+    dataset,
+    classes: o.classes ?? (extra.classes as string | null) ?? undefined,
+    // Split 'val' is the hold-out the checkpoint's run validated on (it records the fraction or count).
+    val: o.val ?? (o.split === 'val' ? ((extra.valSplit as number | undefined) ?? TRAIN_DEFAULTS.valSplit) : undefined),
+    // Image folders are decoded at the size the model takes (a checkpoint records it).
+    imageSize: o.imageSize ?? meta?.model?.imageSize,
+  };
+}
+
+/** The dataset a model is evaluated on (resolveDataChoice). */
+export async function datasetForModel(path: string, o: DatasetChoice): Promise<Dataset> {
+  const { dataset, split, dataDir, classes, val, limit, imageSize } = resolveDataChoice(path, o);
+  return loadDataset(dataset, split, { dataDir, classes, val, limit, ...(dataset.startsWith('folder:') && imageSize ? { imageSize } : {}) });
 }
 
 /** Open a model file for `ds` and check that it takes the dataset's images and classes. */

@@ -9,13 +9,13 @@ import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import type { Norm } from '../attacks/types.js';
 import type { Split } from '../data/index.js';
-import { checkModelFile, detectModelKind, withArchOptions } from '../interop/load.js';
+import { checkModelFile, withArchOptions } from '../interop/load.js';
 import { SELECTION_RULE, TRANSFER_ATTACKS, parseStepSize, transferMatrix, uniqueLabels, writeTransferReport, type TransferAttack, type TransferModel } from '../methods/transfer.js';
 import { parseFraction } from '../train/config.js';
 import type { ModelRuntime } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
-import { datasetForModel, runtimeFromCheckpoint } from './load-model.js';
+import { datasetForModel, resolveDataChoice, runtimeFromCheckpoint } from './load-model.js';
 import { interactive, quiet } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
@@ -73,8 +73,9 @@ export const transferCommand: CommandModule = {
     const allPaths = [...firstPath.values()];
 
     const split = a.split as Split;
-    const ds = await datasetForModel(surrogatePaths[0]!, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split });
-    const usedClasses = a.classes ?? (detectModelKind(surrogatePaths[0]!).checkpoint?.meta.extra?.classes as string | null | undefined) ?? null;
+    const choice = { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split };
+    const ds = await datasetForModel(surrogatePaths[0]!, choice);
+    const usedClasses = resolveDataChoice(surrogatePaths[0]!, choice).classes ?? null;
     const warnings: string[] = [];
     const log = (m: string) => { if (!quiet(!!a.json)) process.stderr.write(`advrun: warning: ${m}\n`); };
     const warn = (m: string) => { warnings.push(m); log(m); };
