@@ -1,7 +1,7 @@
 // `advrun reproduce twins|sat|rfn --preset smoke|cpu|paper --out DIR [--dry-run]`
 
 import type { CommandModule } from 'yargs';
-import { PAPERS, PRESETS, reproduce, writePlan, type Paper, type Preset } from '../methods/reproduce.js';
+import { PAPER_PRESET_SUMMARY, PAPERS, PRESETS, reproduce, writePlan, type Paper, type Preset } from '../methods/reproduce.js';
 import type { ExecutionProvider } from '../runtime/session.js';
 import { quiet } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
@@ -11,12 +11,7 @@ const EPILOG = `Presets:
   smoke  about a minute: tiny runs that check the pipeline (numbers meaningless)
   cpu    a whole table in about an hour on 2 cores (Fashion-MNIST, small CNN)
   paper  the paper's own configuration, for GPU machines (--ep cuda):
-    twins  robust ImageNet ResNet-50 (--checkpoint) fine-tuned on CIFAR-10
-           upsampled to 224; lr 0.003, 60 epochs, batch 128, PGD-10 8/255
-    sat    ResNet-50 on ImageNet (--data-dir with train/, val/); PGD-1 4/255,
-           label smoothing, Nesterov, lr 0.1 x B/256, 100 epochs; PGD-200 eval
-    rfn    ResNet-50 surrogates on ImageNet (--data-dir): SGD snapshots, SAM,
-           l-SAM; independent ResNet-50 targets; BIM 50 steps at 4/255
+${Object.entries(PAPER_PRESET_SUMMARY).map(([paper, line]) => `    ${paper.padEnd(6)} ${line}`).join('\n')}
 --dry-run writes every run's configuration to DIR/plan.json, runs nothing (a real run writes the same file first).`;
 
 /** --seeds as numbers (planReproduction checks them: non-negative integers). */

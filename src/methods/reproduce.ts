@@ -163,6 +163,13 @@ const RFN_PAPER = {
   eps: '4/255', steps: 50, n: 5000, valN: 1000, sharpN: 1000, iters: 20, samples: 20,
 };
 
+/** One line per paper's --preset paper, from the constants above (the CLI help lists them). */
+export const PAPER_PRESET_SUMMARY: Record<Paper, string> = {
+  twins: `robust ImageNet ResNet-50 (--checkpoint) fine-tuned on CIFAR-10 upsampled to ${TWINS_PAPER.inputResize}; lr ${TWINS_PAPER.lr}, ${TWINS_PAPER.epochs} epochs, batch ${TWINS_PAPER.batchSize}, PGD-${TWINS_PAPER.steps} ${TWINS_PAPER.eps}`,
+  sat: `ResNet-50 on ImageNet (--data-dir with train/, val/); PGD-${SAT_PAPER.steps} ${SAT_PAPER.eps}, label smoothing, Nesterov, lr 0.1 x B/256, ${SAT_PAPER.epochs} epochs; PGD-${SAT_PAPER.evalSteps} eval`,
+  rfn: `ResNet-50 surrogates on ImageNet (--data-dir): SGD snapshots, SAM, l-SAM; independent ResNet-50 targets; BIM ${RFN_PAPER.steps} steps at ${RFN_PAPER.eps}`,
+};
+
 /**
  * ImageNet's normalisation constants, inside the model: what the robust ImageNet checkpoints were trained
  * with (TWINS' code keeps them for CIFAR-10) and torchvision's convention for ImageNet models.
