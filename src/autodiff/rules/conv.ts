@@ -258,6 +258,7 @@ function offsetSelections(b: Builder, src: string, O: number[], win: ConvWindow)
   const xt = b.reshape(b.transpose(src, [1, 0, ...range(S.length, 2)]), [-1, Pin]); // [C*N, Pin]
   return kernelOffsets(win.kernel).map((off) => {
     const select = new Float32Array(Pin * P);
+    let identity = Pin === P;
     for (let o = 0; o < P; o++) {
       // Output position o's coordinates, then the input coordinates this offset meets from there.
       let rest = o, q = 0, inside = true;
@@ -270,7 +271,11 @@ function offsetSelections(b: Builder, src: string, O: number[], win: ConvWindow)
         inStride *= S[i]!;
       }
       if (inside) select[q * P + o] = 1;
+      identity &&= inside && q === o;
     }
+    // This offset meets every input position in place (the centre of a same-padded stride-1 window, or a
+    // 1x1 one): no MatMul needed.
+    if (identity) return b.reshape(xt, [C, -1]);
     return b.reshape(b.matmul(xt, b.constant(makeTensor(b.dtype(src), [Pin, P], select))), [C, -1]);
   });
 }
