@@ -18,6 +18,7 @@ import ort from 'onnxruntime-node';
 import { Builder, newGraph } from '../ir/builder.js';
 import { attrInt, type Graph, type Node } from '../ir/graph.js';
 import { rebuildGraph } from '../ir/rebuild.js';
+import { makeTensor } from '../ir/tensor.js';
 import { graphToModelProto } from '../onnx/io.js';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
@@ -75,14 +76,21 @@ function lowerable(g: Graph, node: Node, block: number, dynamic: Set<string>): b
 /**
  * The weight [M, C, kh, kw] re-packed as the kernel reads it: output channels in blocks of `block`
  * innermost (OIHWBo) when the input stays NCHW, else input and output channels blocked (OIHWBiBo).
+ * ONNX Runtime's general Transpose moves ~1 GB/s, so the move of each output-channel block innermost is a MatMul
+ * by the identity with its left operand transposed (MLAS packs that operand quickly; exact: products by 1 and 0),
+ * and what remains for OIHWBiBo is a Transpose of whole `block`-float rows: 14 -> 4.4 ms for a 512x512x3x3 weight,
+ * 0.65 -> 0.33 ms for 128x128x3x3.
  */
 function packWeight(b: Builder, w: string, block: number, name: string): string {
   const [M, C, kh, kw] = b.shape(w) as number[];
   const g = b.graph;
+  const K = kh! * kw!;
   const reshape = (v: string, dims: number[], tag: string) => g.addNode('Reshape', [v, b.ints(dims)], {}, { name: `${name}/${tag}` })[0]!;
-  const blocked = C! < block
-    ? g.addNode('Transpose', [reshape(w, [M! / block, block, C!, kh!, kw!], 'split')], { perm: [0, 2, 3, 4, 1] }, { name: `${name}/pack` })[0]!
-    : g.addNode('Transpose', [reshape(w, [M! / block, block, C! / block, block, kh!, kw!], 'split')], { perm: [0, 2, 4, 5, 3, 1] }, { name: `${name}/pack` })[0]!;
+  const identity = b.constant(makeTensor('float32', [block, block], Array.from({ length: block * block }, (_, i) => (i % (block + 1) === 0 ? 1 : 0))));
+  const rows = g.addNode('Transpose', [reshape(w, [M! / block, block, C! * K], 'split')], { perm: [0, 2, 1] }, { name: `${name}/rows` })[0]!;
+  const outInner = g.addNode('MatMul', [rows, identity], {}, { name: `${name}/pack` })[0]!; // [M/block, C*K, block]
+  if (C! < block) return reshape(outInner, [M!, C!, kh!, kw!], 'packed');
+  const blocked = g.addNode('Transpose', [reshape(outInner, [M! / block, C! / block, block, K, block], 'blocks')], { perm: [0, 1, 3, 2, 4] }, { name: `${name}/pack_in` })[0]!;
   return reshape(blocked, [M!, C!, kh!, kw!], 'packed');
 }
 
