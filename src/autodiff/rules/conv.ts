@@ -76,24 +76,21 @@ export interface ConvWindow {
 /**
  * Weight gradient of a (grouped) convolution that maps `src` [N, C, *S] to `dst` [N, M, *O] with window `win`:
  *   dW[m, c, *k] = sum over n, o of gdst[n, m, *o] * srcpad[n, g(m)*C/G + c, *(o*s + k*d)]
- * returned as [M, C/G, *kernel]. Three formulations with the same GEMM work and different overheads
+ * returned as [M, C/G, *kernel]. Formulations with the same GEMM work and different overheads
  * (bench/conv_grad_formulations.mjs times them per layer shape; bench/RESULTS.md):
  * - per image (columnsPerImage): one GEMM per image with inner dimension P (output positions), whose
- *   [N, M, C*K] partial products are then summed: the extra traffic per FLOP grows like 1/P;
+ *   [N, C*K, M] partial products are then summed: the extra traffic per FLOP grows like 1/P. The columns
+ *   are K times the layer's input (302 MB for PreActResNet-18 width 64's first stage at batch 128);
+ *   given the batch the graph is planned for, they are built a few images at a time
+ *   (columnsPerImageInChunks), each piece read back while still in the cache;
  * - over the batch (columnsOverBatch): one GEMM with inner dimension N*P, after im2col copies of the
  *   input: the extra traffic per FLOP grows like 1/M (output channels);
- * - per kernel offset (columnsPerOffset): K GEMMs with inner dimension N*P over each offset's input values
- *   (Slices of the padded input, or MatMuls with constant 0/1 selection matrices), no column matrix at all.
- * Per image when P >= M / 2 (early, high-resolution layers and every layer of narrow networks; the crossover
- * lies between P/M = 0.25 and 0.77); deep layers with few positions and many channels per offset when their
- * stride is 1 (2.5-4 % of a PreActResNet-18 w64 train step over im2col over the batch, two same-process A/Bs), else over the batch;
- * and per offset by selection whenever the input has at most as many positions as the layer has output channels
- * (SELECTION_MAX_INPUT_POSITIONS_PER_CHANNEL: w64 and w16 train steps 5 % faster, same-process A/B).
- * The per-image columns are K times the layer's input (302 MB for PreActResNet-18 width 64's first stage at
- * batch 128): written by one op and read back by the next, they make the weight gradient memory-bound.
- * Given the batch the graph is planned for, they are built a few images at a time (columnsPerImageInChunks),
- * each piece small enough to be read back from the cache; without a plan, stride-1 layers whose columns
- * would exceed PER_IMAGE_MAX_COLUMNS an image take the per-offset formulation, which has no column matrix.
+ * - per kernel offset (columnsPerOffset): K GEMMs with inner dimension N*P over each offset's input values,
+ *   gathered by Slices of the padded input or by MatMuls with constant 0/1 selection matrices; no column matrix.
+ * The choice, in order: grouped -> over the batch; many positions per output channel (P >= M/2, the measured
+ * crossover lies between P/M = 0.25 and 0.77) or columns too large to hold whole -> per image, in pieces when
+ * planned; an input with at most as many positions as output channels -> per offset by selection; other
+ * stride-1 layers (deep ones, or large columns without a plan) -> per offset by Slices; else over the batch.
  */
 export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvWindow, group: number, plannedBatch?: number): string {
   if (group !== 1) return columnsOverBatch(b, src, gdst, win, group);
@@ -107,7 +104,8 @@ export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvW
     const imagesPerChunk = Math.max(1, Math.floor(COLUMN_CHUNK_BYTES / (columnsPerExample * BYTES_PER_ELEMENT[b.dtype(src)])));
     return imagesPerChunk < plannedBatch ? columnsPerImageInChunks(b, src, gdst, win, plannedBatch, imagesPerChunk) : columnsPerImage(b, src, gdst, win);
   }
-  if (selectionIsCheap(b, src, gdst) || (win.strides.every((s) => s === 1) && (largeColumns || !perImage))) return columnsPerOffset(b, src, gdst, win);
+  if (numel(staticDims(b, src, 2)) <= SELECTION_MAX_INPUT_POSITIONS_PER_CHANNEL * M) return columnsPerOffset(b, src, gdst, win, 'selection');
+  if (win.strides.every((s) => s === 1) && (largeColumns || !perImage)) return columnsPerOffset(b, src, gdst, win, 'slices');
   return perImage ? columnsPerImage(b, src, gdst, win) : columnsOverBatch(b, src, gdst, win, 1);
 }
 
@@ -121,10 +119,6 @@ export function convWeightGrad(b: Builder, src: string, gdst: string, win: ConvW
  * 256->512 stride 2 from 8x8 27 vs 54; 128->128 at 16x16 (ratio 2) would be 124 vs 71 in pieces.
  */
 const SELECTION_MAX_INPUT_POSITIONS_PER_CHANNEL = 1;
-
-function selectionIsCheap(b: Builder, src: string, gdst: string): boolean {
-  return numel(staticDims(b, src, 2)) <= SELECTION_MAX_INPUT_POSITIONS_PER_CHANNEL * staticDim(b, gdst, 1);
-}
 
 /** Without a planned batch, per-image columns larger than this (floats an image; 2 MiB) are not materialised. */
 export const PER_IMAGE_MAX_COLUMNS = 1 << 19;
@@ -209,18 +203,16 @@ export function columnsOverBatch(b: Builder, src: string, gdst: string, win: Con
 }
 
 /**
- * One GEMM per kernel offset over the whole batch: src transposed to [C, N, *S] and padded once; for each
- * offset a (strided) Slice [C, N, *O] holds the input values that offset meets, and
- * dW[:, :, k] = gy [M, N*P] x slice_k^T [N*P, C]. Unlike im2col over the batch no column matrix is
- * assembled (no Concat copy, and only one offset's slice is alive at a time).
+ * One GEMM per kernel offset over the whole batch: for each offset, the input values it meets as [C, N, *O]
+ * (`gather`: offsetSlices or offsetSelections), and dW[:, :, k] = gy [M, N*P] x values_k^T [N*P, C]. Unlike
+ * im2col over the batch no column matrix is assembled (no Concat copy; one offset's values alive at a time).
  */
-export function columnsPerOffset(b: Builder, src: string, gdst: string, win: ConvWindow, gather: 'auto' | 'slices' | 'selection' = 'auto'): string {
+export function columnsPerOffset(b: Builder, src: string, gdst: string, win: ConvWindow, gather: 'slices' | 'selection'): string {
   const O = staticDims(b, gdst, 2);
   const C = staticDim(b, src, 1), M = staticDim(b, gdst, 1);
   const P = numel(O);
   const gyT = b.reshape(b.transpose(b.reshape(gdst, [-1, M, P]), [1, 0, 2]), [M, -1]); // [M, N*P]
-  const bySelection = gather === 'selection' || (gather === 'auto' && selectionIsCheap(b, src, gdst));
-  const perOffset = (bySelection ? offsetSelections(b, src, O, win) : offsetSlices(b, src, O, win)).map((slice) =>
+  const perOffset = (gather === 'selection' ? offsetSelections(b, src, O, win) : offsetSlices(b, src, O, win)).map((slice) =>
     b.unsqueeze(b.matmul(gyT, b.transpose(b.reshape(slice, [C, -1]), [1, 0])), [2])); // [M, N*P] x [N*P, C] -> [M, C, 1]
   return b.reshape(b.concat(perOffset, 2), [M, C, ...win.kernel]);
 }
