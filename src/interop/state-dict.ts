@@ -115,7 +115,7 @@ export function decodeForeignState(buf: Uint8Array, source: string): ForeignStat
  * `normalizer.new_mean/new_std` buffers ([C, 1, 1]; again under `attacker.`), usually under a DataParallel
  * `module.` prefix. Keep the `model.*` copy (wrapper prefixes are stripped later, as for any state_dict),
  * return the normaliser separately (advrun normalises inside its model from ModelSpec.mean/std; callers
- * check or adopt it: normalizerFits) and say what was left out. Other layouts are returned unchanged.
+ * check or adopt it: normalizerMismatch) and say what was left out. Other layouts are returned unchanged.
  */
 function robustnessLibraryModel(tensors: Map<string, Tensor>, source: string): Pick<ForeignState, 'tensors' | 'normalizer' | 'notes'> {
   const bare = (k: string) => (k.startsWith('module.') ? k.slice('module.'.length) : k);

@@ -9,11 +9,10 @@
 
 import { makeTensor, tensorBytes, type Tensor } from '../ir/tensor.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
 import { pickleStateDict, restrictedUnpickle, STORAGE_ELEMENT_BYTES, TensorRef, torchPersistentLoad, type PickledTensor, type PyValue, type StorageDType } from './pickle.js';
 import { isZip, writeZip, ZipReader } from './zip.js';
 import type { RawTensor } from './raw-tensor.js';
-import { readInputFile } from '../util/fs.js';
+import { readInputFile, writeFileAtomic } from '../util/fs.js';
 
 const LEGACY_MAGIC = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 

@@ -4,9 +4,9 @@
 // Why: ONNX Runtime's CPU Conv runs im2col + SGEMM unless its own graph transformer rewrites the node to
 // the NCHWc direct convolution (com.microsoft.nchwc Conv), and that transformer only fires for constant
 // weights, because it re-packs them once at load time. The kernel itself takes any weight tensor, so
-// advrun does the re-packing in the graph (Reshape + Transpose, a few MB per step) and wraps the
-// activations in ReorderInput/ReorderOutput, exactly the nodes ONNX Runtime's transformer inserts.
-// Measured (bench/RESULTS.md): 1.3-3.3x faster than im2col per layer on narrow or low-resolution layers, about
+// advrun does the re-packing in the graph (packWeight: a few MB per step) and wraps the activations in
+// ReorderInput/ReorderOutput, exactly the nodes ONNX Runtime's transformer inserts.
+// Measured (bench/RESULTS.md): 1.5-3.2x faster than im2col per layer on narrow or low-resolution layers, about
 // even on 64 channels at 32x32; the whole train step 1.37x faster on PreActResNet-18 w16, 1.2x on w64.
 //
 // The generated artifacts stay standard ONNX: this is applied to a copy of a graph when a CPU session is
@@ -81,12 +81,12 @@ function lowerable(g: Graph, node: Node, block: number, dynamic: Set<string>): b
  * and what remains for OIHWBiBo is a Transpose of whole `block`-float rows: 14 -> 4.4 ms for a 512x512x3x3 weight,
  * 0.65 -> 0.33 ms for 128x128x3x3.
  */
-function packWeight(b: Builder, w: string, block: number, name: string): string {
+function packWeight(b: Builder, w: string, identity: string, name: string): string {
   const [M, C, kh, kw] = b.shape(w) as number[];
+  const block = b.shape(identity)[0] as number;
   const g = b.graph;
   const K = kh! * kw!;
   const reshape = (v: string, dims: number[], tag: string) => g.addNode('Reshape', [v, b.ints(dims)], {}, { name: `${name}/${tag}` })[0]!;
-  const identity = b.constant(makeTensor('float32', [block, block], Array.from({ length: block * block }, (_, i) => (i % (block + 1) === 0 ? 1 : 0))));
   const rows = g.addNode('Transpose', [reshape(w, [M! / block, block, C! * K], 'split')], { perm: [0, 2, 1] }, { name: `${name}/rows` })[0]!;
   const outInner = g.addNode('MatMul', [rows, identity], {}, { name: `${name}/pack` })[0]!; // [M/block, C*K, block]
   if (C! < block) return reshape(outInner, [M!, C!, kh!, kw!], 'packed');
@@ -103,6 +103,7 @@ export function lowerConvsToNchwc(src: Graph, block: number): Graph {
   const dynamic = runtimeValues(src);
   if (block <= 1 || !src.nodes.some((n) => lowerable(src, n, block, dynamic))) return src;
   const reordered = new Map<string, string>();
+  let identity: string | undefined; // packWeight's [block, block] identity, one constant for the whole graph
   return rebuildGraph(src, (node, g, b, map) => {
     if (!lowerable(src, node, block, dynamic)) return undefined;
     const [x, w, bias] = node.inputs.map(map);
@@ -112,7 +113,8 @@ export function lowerConvsToNchwc(src: Graph, block: number): Graph {
       xIn = reordered.get(x!) ?? g.addNode('ReorderInput', [x!], {}, { domain: NCHWC_DOMAIN, name: `${node.name}/reorder_in` })[0]!;
       reordered.set(x!, xIn);
     }
-    const inputs = [xIn, packWeight(b, w!, block, node.name), ...(bias ? [bias] : [])];
+    identity ??= b.constant(makeTensor('float32', [block, block], Array.from({ length: block * block }, (_, i) => (i % (block + 1) === 0 ? 1 : 0))));
+    const inputs = [xIn, packWeight(b, w!, identity, node.name), ...(bias ? [bias] : [])];
     const [y] = g.addNode('Conv', inputs, node.attrs, { domain: NCHWC_DOMAIN, name: `${node.name}/nchwc` });
     // The result keeps the Conv's value name: graph outputs and later nodes see no difference.
     return g.addNode('ReorderOutput', [y!], { channels: M }, { domain: NCHWC_DOMAIN, name: `${node.name}/reorder_out`, outputs: [node.outputs[0]!] });

@@ -25,7 +25,6 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8A
   renameSync(tmp, path);
 }
 
-/** Reads a file the user named; a failure is a UserError ("cannot read <path>: no such file"). */
 /** The first `n` bytes of a file (fewer if it is shorter) and its size, with readInputFile's one-line errors. */
 export function readInputHead(path: string, n: number): { head: Buffer; size: number } {
   let fd: number | undefined;
@@ -44,6 +43,7 @@ export function readInputHead(path: string, n: number): { head: Buffer; size: nu
 
 const cannotRead = (path: string, e: unknown) => new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
 
+/** Reads a file the user named; a failure is a UserError ("cannot read <path>: no such file"). */
 export function readInputFile(path: string): Buffer {
   try {
     return readFileSync(path);
