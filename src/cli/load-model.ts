@@ -20,6 +20,8 @@ export interface DatasetChoice {
   split: Split;
   /** Held-out fraction or count for split 'val' and for the train part of split 'train' (default for 'val': the checkpoint's --val-split, else 0.1; none for 'train'). */
   val?: number;
+  /** Split 'train' as the checkpoint's run saw it: without what it held out (default as for 'val'). */
+  trainAsSeen?: boolean;
   limit?: number;
   /** folder: datasets: decoded size (default: the model's input size). */
   imageSize?: number;
@@ -39,17 +41,21 @@ export interface LoadModelOptions extends DatasetChoice {
 }
 
 /** What a model is evaluated on: the options given, else what its checkpoint records. */
-export function resolveDataChoice(path: string, o: DatasetChoice): DatasetChoice & { dataset: string } {
+export function resolveDataChoice(path: string, o: DatasetChoice): DatasetChoice & { dataset: string; valFrom: 'option' | 'checkpoint' | 'default' | 'none' } {
   const meta = detectModelKind(path).checkpoint?.meta;
   const extra = meta?.extra ?? {};
   const dataset = o.dataset ?? (extra.dataset as string | undefined);
   if (!dataset) throw new UserError(`${path} does not record its dataset; pass --dataset`);
+  // Split 'val' is the hold-out the checkpoint's run validated on (it records the fraction or count).
+  const recordedVal = extra.valSplit as number | undefined;
+  const holdsOut = o.split === 'val' || (o.split === 'train' && o.trainAsSeen === true);
+  const val = o.val ?? (holdsOut ? (recordedVal ?? TRAIN_DEFAULTS.valSplit) : undefined);
   return {
     ...o,
     dataset,
     classes: o.classes ?? (extra.classes as string | null) ?? undefined,
-    // Split 'val' is the hold-out the checkpoint's run validated on (it records the fraction or count).
-    val: o.val ?? (o.split === 'val' ? ((extra.valSplit as number | undefined) ?? TRAIN_DEFAULTS.valSplit) : undefined),
+    val: val === 0 ? undefined : val, // 0: nothing held out
+    valFrom: o.val !== undefined ? 'option' : !holdsOut ? 'none' : recordedVal !== undefined ? 'checkpoint' : 'default',
     // Image folders are decoded at the size the model takes (a checkpoint records it).
     imageSize: o.imageSize ?? meta?.model?.imageSize,
   };
@@ -57,7 +63,11 @@ export function resolveDataChoice(path: string, o: DatasetChoice): DatasetChoice
 
 /** The dataset a model is evaluated on (resolveDataChoice). */
 export async function datasetForModel(path: string, o: DatasetChoice): Promise<Dataset> {
-  const { dataset, split, dataDir, classes, val, limit, imageSize } = resolveDataChoice(path, o);
+  return loadChosenDataset(resolveDataChoice(path, o));
+}
+
+/** The dataset of a choice resolveDataChoice already made (for callers that also report the choice). */
+export function loadChosenDataset({ dataset, split, dataDir, classes, val, limit, imageSize }: ReturnType<typeof resolveDataChoice>): Promise<Dataset> {
   return loadDataset(dataset, split, { dataDir, classes, val, limit, ...(dataset.startsWith('folder:') && imageSize ? { imageSize } : {}) });
 }
 

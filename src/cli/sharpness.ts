@@ -7,14 +7,13 @@ import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import { readRange } from '../data/index.js';
 import { importedModel } from '../interop/onnx-import.js';
-import { detectModelKind, withArchOptions } from '../interop/load.js';
+import { withArchOptions } from '../interop/load.js';
 import { FD_REL_DEFAULT, HVP_MODES, measureSharpness, type HvpMode } from '../methods/sharpness.js';
 import { buildModel } from '../models/index.js';
-import { TRAIN_DEFAULTS } from '../train/config.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
-import { datasetForModel, openForDataset } from './load-model.js';
+import { loadChosenDataset, openForDataset, resolveDataChoice } from './load-model.js';
 import { interactive } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
@@ -48,11 +47,9 @@ export const sharpnessCommand: CommandModule = {
     }
     if (!(a.fdRel > 0)) throw new UserError(`--fd-rel must be positive, got ${a.fdRel}`);
     if (!(a.tol >= 0)) throw new UserError(`--tol must be >= 0, got ${a.tol}`);
-    // The images the model was trained on: hold out what its run held out (an advrun checkpoint records it).
-    const recordedVal = detectModelKind(a.model).checkpoint?.meta.extra?.valSplit as number | undefined;
-    const val: number = a.val ?? recordedVal ?? TRAIN_DEFAULTS.valSplit;
-    if (!(val >= 0)) throw new UserError(`--val must be >= 0 (a fraction below 1 or a count), got ${val}`);
-    const ds = await datasetForModel(a.model, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split: 'train', val: val > 0 ? val : undefined });
+    // The images the model was trained on: without what its run held out (an advrun checkpoint records it).
+    const choice = resolveDataChoice(a.model, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split: 'train', val: a.val, trainAsSeen: true });
+    const ds = await loadChosenDataset(choice);
     const model = await openForDataset(a.model, ds, { arch: a });
     const n = Math.min(a.n, ds.n);
     const data = { images: await readRange(ds, 0, n), labels: ds.labels.subarray(0, n), n, shape: [ds.channels, ds.height, ds.width] };
@@ -69,7 +66,6 @@ export const sharpnessCommand: CommandModule = {
       bar.update(done);
     }).finally(() => bar?.stop());
 
-    const extra = model.meta?.extra ?? {};
     const out = {
       kind: 'sharpness',
       lambda_max: r.lambda_max, trace: r.trace, trace_stderr: r.trace_stderr,
@@ -78,10 +74,10 @@ export const sharpnessCommand: CommandModule = {
       loss: r.loss, grad_norm: r.grad_norm, weight_norm: r.weight_norm, num_params: r.num_params, hvp_calls: r.hvp_calls,
       objective: 'mean cross-entropy over the subset, w.r.t. all parameters (BN running statistics fixed)', bn_mode: 'eval',
       estimators: { lambda_max: 'power iteration on Hessian-vector products (Gaussian start, Rayleigh quotient)', trace: 'Hutchinson, Rademacher vectors' },
-      subset: { rule: SUBSET_RULE, split: 'train', val: val > 0 ? val : null, val_from: a.val !== undefined ? 'option' : recordedVal !== undefined ? 'checkpoint' : 'default' },
+      subset: { rule: SUBSET_RULE, split: 'train', val: choice.val ?? null, val_from: choice.valFrom },
       batch_size: a.batchSize,
       model: resolve(a.model), model_sha256: model.sha256, kind_of_model: model.kind, arch: model.spec.arch,
-      dataset: ds.name, classes: a.classes ?? (extra.classes as string | null | undefined) ?? null, data_source: ds.source,
+      dataset: ds.name, classes: choice.classes ?? null, data_source: ds.source,
       seconds: r.seconds, ...provenance(),
     };
     if (a.out) writeFileAtomic(resolve(a.out), `${JSON.stringify(out, null, 2)}\n`);

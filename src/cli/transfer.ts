@@ -15,7 +15,7 @@ import { parseFraction } from '../train/config.js';
 import type { ModelRuntime } from '../train/runtime.js';
 import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
-import { datasetForModel, resolveDataChoice, runtimeFromCheckpoint } from './load-model.js';
+import { loadChosenDataset, resolveDataChoice, runtimeFromCheckpoint } from './load-model.js';
 import { interactive, quiet } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
@@ -73,9 +73,9 @@ export const transferCommand: CommandModule = {
     const allPaths = [...firstPath.values()];
 
     const split = a.split as Split;
-    const choice = { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split };
-    const ds = await datasetForModel(surrogatePaths[0]!, choice);
-    const usedClasses = resolveDataChoice(surrogatePaths[0]!, choice).classes ?? null;
+    const choice = resolveDataChoice(surrogatePaths[0]!, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split });
+    const ds = await loadChosenDataset(choice);
+    const usedClasses = choice.classes ?? null;
     const warnings: string[] = [];
     const log = (m: string) => { if (!quiet(!!a.json)) process.stderr.write(`advrun: warning: ${m}\n`); };
     const warn = (m: string) => { warnings.push(m); log(m); };
