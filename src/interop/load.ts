@@ -96,6 +96,11 @@ export interface DetectedModel { kind: ModelKind; format: 'safetensors' | 'pt' |
 
 let lastDetected: { path: string; stamp: string; model: DetectedModel } | undefined;
 
+/** Drop the remembered read of `path` once it is opened: its bytes (and decoded checkpoint) are not kept for the rest of the process. */
+export function forgetModelFile(path: string): void {
+  if (lastDetected?.path === path) lastDetected = undefined;
+}
+
 function fileStamp(path: string): string | undefined {
   try {
     const st = statSync(path);
@@ -213,6 +218,7 @@ async function openImportedCheckpoint(path: string, ck: Checkpoint, o: OpenOptio
 
 export async function openModel(path: string, o: OpenOptions): Promise<OpenedModel> {
   const detected = detectModelKind(path);
+  forgetModelFile(path);
   return { ...(await openDetected(path, detected, o)), sha256: sha256Hex(detected.bytes) };
 }
 

@@ -11,9 +11,9 @@ import { FgsmRs } from '../attacks/fgsm.js';
 import { Pgd } from '../attacks/pgd.js';
 import type { Attack, AttackModel } from '../attacks/types.js';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint/checkpoint.js';
-import { detectModelKind } from '../interop/load.js';
+import { detectModelKind, forgetModelFile } from '../interop/load.js';
 import { decodeForeignState, normalizerMismatch, withoutWrapperPrefixes } from '../interop/state-dict.js';
-import { importedState, importOnnxFile } from '../interop/onnx-import.js';
+import { importedState, importOnnx } from '../interop/onnx-import.js';
 import { ensureImportedArtifacts } from '../interop/imported-artifacts.js';
 import type { ImportedCheckpointSource } from '../interop/load.js';
 import { defaultAugment, loadDataset, numBatches, readRange, streamBatches, type Dataset } from '../data/index.js';
@@ -126,9 +126,9 @@ const ONNX_FINE_TUNE_METHODS = new Set<Method>(['standard', 'pgd-at', 'fgsm-rs',
  * `--init model.onnx`: fine-tune the imported graph itself (its initializers become parameters, its own
  * head is kept), so the dataset must have the model's input size and classes.
  */
-async function importForFineTuning(cfg: TrainConfig, ds: Dataset, graphsDir: string) {
+async function importForFineTuning(cfg: TrainConfig, bytes: Uint8Array, ds: Dataset, graphsDir: string) {
   if (!ONNX_FINE_TUNE_METHODS.has(cfg.method)) throw new UserError(`--init ${cfg.init}: an imported ONNX model fine-tunes with ${[...ONNX_FINE_TUNE_METHODS].join(', ')} (cross-entropy), not ${cfg.method}`);
-  const im = await importOnnxFile(cfg.init!);
+  const im = await importOnnx(bytes, cfg.init!);
   const sp = im.spec;
   if (sp.inChannels !== ds.channels || sp.imageSize !== ds.height || sp.numClasses !== ds.numClasses) {
     throw new UserError(`--init ${cfg.init} takes ${sp.inChannels}x${sp.imageSize}x${sp.imageSize} images and ${sp.numClasses} classes but ${ds.name} has ${ds.channels}x${ds.height}x${ds.width} and ${ds.numClasses}`);
@@ -152,6 +152,7 @@ function withZeroMomentum(state: Map<string, Tensor>, manifest: ArtifactsManifes
  */
 function pretrainedState(init: string, spec: ModelSpec, expectedNames: string[]): { state: Map<string, Tensor>; spec?: ModelSpec } {
   const kind = detectModelKind(init);
+  forgetModelFile(init); // read once here; not kept for the whole run
   if (kind.kind === 'advrun') return { state: kind.checkpoint!.state, spec: kind.checkpoint!.meta.model };
   if (kind.kind !== 'pytorch') throw new UserError(`--init ${init}: fine-tuning starts from an advrun checkpoint or a PyTorch state_dict (.pt / .safetensors), not an ONNX model`);
   const foreign = decodeForeignState(kind.bytes, init);
@@ -224,7 +225,9 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const trainSet = await loadDataset(cfg.dataset, 'train', { ...dataOpts, limit: cfg.limit });
   const valSet = await loadDataset(cfg.dataset, 'val', dataOpts);
   reporter.log(`data: ${trainSet.name} from ${trainSet.source} (${trainSet.n} train, ${valSet.n} validation images)`);
-  const imported = cfg.init && detectModelKind(cfg.init).kind === 'onnx' ? await importForFineTuning(cfg, trainSet, opts.graphsDir) : undefined;
+  const init = cfg.init ? detectModelKind(cfg.init) : undefined;
+  const imported = init?.kind === 'onnx' ? await importForFineTuning(cfg, init.bytes, trainSet, opts.graphsDir) : undefined;
+  if (imported) forgetModelFile(cfg.init!); // other --init files are read once more by fineTuneState, from this read
   const spec = imported?.spec ?? modelSpecFor(cfg, trainSet);
   const artifacts = imported?.artifacts ?? ensureArtifacts(artifactConfigFor(cfg, spec), opts.graphsDir);
 

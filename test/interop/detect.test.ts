@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { saveCheckpoint } from '../../src/checkpoint/checkpoint.js';
-import { checkModelFile, detectModelKind } from '../../src/interop/load.js';
+import { checkModelFile, detectModelKind, forgetModelFile } from '../../src/interop/load.js';
 import { makeTensor } from '../../src/ir/tensor.js';
 
 describe('detectModelKind', () => {
@@ -18,6 +18,8 @@ describe('detectModelKind', () => {
     expect(first.kind).toBe('advrun');
     expect(first.checkpoint?.meta.extra?.dataset).toBe('fashion-mnist-mini');
     expect(detectModelKind(ck)).toBe(first); // same object: not read or decoded again
+    forgetModelFile(ck); // once opened, the bytes are not kept
+    expect(detectModelKind(ck)).not.toBe(first);
     await new Promise((r) => setTimeout(r, 20));
     saveCheckpoint(ck, new Map([['w', makeTensor('float32', [3], [1, 2, 3])]]), { ...meta, epoch: 2 });
     const second = detectModelKind(ck);
