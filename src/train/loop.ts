@@ -227,7 +227,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   reporter.log(`data: ${trainSet.name} from ${trainSet.source} (${trainSet.n} train, ${valSet.n} validation images)`);
   const init = cfg.init ? detectModelKind(cfg.init) : undefined;
   const imported = init?.kind === 'onnx' ? await importForFineTuning(cfg, init.bytes, trainSet, opts.graphsDir) : undefined;
-  if (imported) forgetModelFile(cfg.init!); // other --init files are read once more by fineTuneState, from this read
+  if (imported) forgetModelFile(cfg.init!); // other kinds: fineTuneState takes them from this read, then drops it
   const spec = imported?.spec ?? modelSpecFor(cfg, trainSet);
   const artifacts = imported?.artifacts ?? ensureArtifacts(artifactConfigFor(cfg, spec), opts.graphsDir);
 
