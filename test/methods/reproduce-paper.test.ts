@@ -62,7 +62,9 @@ describe('reproduce --preset paper --dry-run', () => {
     // The table's note is built from the same settings as the runs.
     expect(plan.note).toMatch(/upsampled bilinearly to 224/);
     expect(plan.note).toMatch(/lr 0\.003, x0\.1 at epochs 30 and 50 of 60, batch 128, weight decay 0\.00001, PGD-10 \(eps 8\/255, step 2\/255\)/);
-    expect(stdout).toMatch(/twins: 12 runs/);
+    // Listed as `advrun grid plan` lists a grid: a header with the stage's directory, then index, id and label per run.
+    expect(stdout).toMatch(/^grid twins: 12 runs in .*twins$/m);
+    expect(stdout.match(/^ {2}#\d+ [0-9a-f]{12} /gm)).toHaveLength(12);
     expect(existsSync(join(out, 'twins'))).toBe(false); // nothing ran
   });
 
