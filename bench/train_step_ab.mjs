@@ -6,35 +6,18 @@
 //   node bench/train_step_ab.mjs WIDTH IN_CHANNELS IMAGE_SIZE BATCH DIST_A DIST_B [...]   (ROUNDS=6 by default)
 //   e.g. node bench/train_step_ab.mjs 16 1 28 128 $PWD/dist-a $PWD/dist
 // A build given twice (A B A B) shows how much two identical sessions differ. Peak RSS: wrap in /usr/bin/time -f %M.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { trainStep } from './train_step_setup.mjs';
 
 const args = process.argv.slice(2);
 if (args.length < 5) throw new Error('usage: node bench/train_step_ab.mjs WIDTH IN_CHANNELS IMAGE_SIZE BATCH DIST_A [DIST_B ...]');
-const [width, ch, size, batch] = args.slice(0, 4).map(Number);
+const [width, inChannels, imageSize, batch] = args.slice(0, 4).map(Number);
 const builds = args.slice(4).map((d) => resolve(d));
 const rounds = Number(process.env.ROUNDS ?? 6);
-const model = { arch: 'preact-resnet18', width, inChannels: ch, imageSize: size, numClasses: 10, activation: { kind: 'relu' }, mean: Array(ch).fill(0.5), std: Array(ch).fill(0.25) };
 
 const sessions = [];
 for (const dist of builds) {
-  // Every module from the build under test, so its own VJP rules generate its graph.
-  const { makeTensor } = await import(join(dist, 'ir/tensor.js'));
-  const { CompiledGraph, toOrt } = await import(join(dist, 'runtime/session.js'));
-  const { ensureArtifacts } = await import(join(dist, 'train/artifacts.js'));
-  const { initialState } = await import(join(dist, 'train/runtime.js'));
-  const { Rng } = await import(join(dist, 'util/random.js'));
-  const rng = new Rng(0); // the same batch for every build
-  const feeds = {
-    input: toOrt(makeTensor('float32', [batch, ch, size, size], rng.fillUniform(new Float32Array(batch * ch * size * size), 0, 1))),
-    labels: toOrt(makeTensor('int64', [batch], BigInt64Array.from({ length: batch }, () => BigInt(rng.int(10))))),
-    lr: toOrt(makeTensor('float32', [], [0.01])),
-  };
-  const art = ensureArtifacts({ model, loss: { kind: 'ce' }, optimizer: { momentum: 0.9, weightDecay: 5e-4, nesterov: false }, plannedBatch: batch }, mkdtempSync(join(tmpdir(), 'advrun-ab-')));
-  const state = initialState(art.manifest, 0);
-  const session = await CompiledGraph.create(art.bytes.train_step, { threads: 2 });
-  for (const n of session.inputNames) if (state.has(n)) feeds[n] = toOrt(state.get(n));
+  const { session, feeds } = await trainStep(dist, { width, inChannels, imageSize, batch });
   const out = await session.run(feeds); // warm-up; the loss shows both builds compute the same step
   sessions.push({ dist, session, feeds, ms: [], loss: out.loss.data[0] });
 }
