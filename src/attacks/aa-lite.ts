@@ -56,7 +56,7 @@ export class AaLite implements Attack {
     };
   }
 
-  async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
+  async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
     const d = checkBatch(this.name, model, x, y, n);
     requireTargetedClasses(this.name, model.numClasses);
     const g = squareGeometry(this.name, model);
@@ -71,6 +71,6 @@ export class AaLite implements Attack {
       await squareMasked(cm, x, y, n, g, this.square, state);
       stages.push({ name: 'square', robust: stillRobust() });
       return { stages };
-    });
+    }, ids);
   }
 }

@@ -244,7 +244,7 @@ function mergeRun(state: MaskedState, idx: number[], run: RunResult, bestSoFar: 
 
 /** APGD-CE on the examples with state.robust set; updates the state in place. */
 export async function apgdCeMasked(cm: CountingModel, x: Float32Array, y: Int32Array, n: number, d: number, p: ApgdParams, state: MaskedState): Promise<void> {
-  const rngs = exampleRngs(p.seed, SALT.apgdCe, n);
+  const rngs = exampleRngs(p.seed, SALT.apgdCe, n, state.ids);
   const bestSoFar = new Float64Array(n).fill(-Infinity);
   for (let r = 0; r < p.restarts; r++) {
     const idx = indicesWhere(state.robust);
@@ -272,7 +272,7 @@ export async function apgdTMasked(
   state: MaskedState,
 ): Promise<void> {
   const k = cm.numClasses;
-  const rngs = exampleRngs(p.seed, SALT.apgdT, n);
+  const rngs = exampleRngs(p.seed, SALT.apgdT, n, state.ids);
   const bestSoFar = new Float64Array(n).fill(-Infinity);
   const nT = apgdTargetCount(nTargetClasses, k);
   for (let tc = 1; tc <= nT; tc++) {
@@ -338,9 +338,9 @@ export class ApgdCe implements Attack {
     return apgdSettings(this.name, this.params, 'ce');
   }
 
-  async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
+  async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
     const d = checkBatch(this.name, model, x, y, n);
-    return attackCleanCorrect(model, x, y, n, (cm, state) => apgdCeMasked(cm, x, y, n, d, this.params, state));
+    return attackCleanCorrect(model, x, y, n, (cm, state) => apgdCeMasked(cm, x, y, n, d, this.params, state), ids);
   }
 }
 
@@ -359,10 +359,10 @@ export class ApgdT implements Attack {
     return { ...apgdSettings(this.name, this.params, 'dlr-targeted'), nTargetClasses: this.nTargetClasses };
   }
 
-  async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
+  async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
     const d = checkBatch(this.name, model, x, y, n);
     requireTargetedClasses(this.name, model.numClasses);
-    return attackCleanCorrect(model, x, y, n, (cm, state) => apgdTMasked(cm, x, y, n, d, this.params, this.nTargetClasses, state));
+    return attackCleanCorrect(model, x, y, n, (cm, state) => apgdTMasked(cm, x, y, n, d, this.params, this.nTargetClasses, state), ids);
   }
 }
 

@@ -29,7 +29,7 @@ export class Bim implements Attack {
     return iterativeSettings(this.name, this.params);
   }
 
-  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
-    return runIterative(this.name, model, x, y, n, this.params);
+  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
+    return runIterative(this.name, model, x, y, n, this.params, ids);
   }
 }

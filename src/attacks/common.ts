@@ -5,13 +5,16 @@
 // Conventions used by every attack in this folder:
 // - "correct" means the true-class logit is strictly larger than every other logit
 //   (margin z_y - max_{j!=y} z_j > 0); a tie counts as broken.
-// - Randomness is drawn from one Rng stream per example (derived from the seed, the attack part
-//   and the example's index in the batch), so an example's attack does not depend on which other
-//   examples are in the batch or still active. This is what makes aa-lite's robust set exactly
-//   the intersection of its parts' robust sets.
+// - Randomness is drawn from one Rng stream per example, derived from the seed, the attack part
+//   and the example's id (its dataset index when the caller passes `ids` to run(), as evaluation
+//   does; else its index in the batch), so an example's attack does not depend on the batch size or
+//   on which other examples are in the batch or still active. This is what makes aa-lite's robust
+//   set exactly the intersection of its parts' robust sets, and robust accuracy independent of
+//   --batch-size.
 // - `queries` counts model passes (one `logits` or `lossGrad` call, whatever its batch size).
 
 import { UserError } from '../util/errors.js';
+import { deriveRng } from '../data/seeds.js';
 import { Rng } from '../util/random.js';
 import type { AttackLoss, AttackModel, AttackOptions, AttackResult, Norm } from './types.js';
 
@@ -84,12 +87,13 @@ export class CountingModel {
 /** Salts for the attack parts, so two parts with the same seed draw independent streams. */
 export const SALT = { pgd: 11, apgdCe: 21, apgdT: 22, square: 31 } as const;
 
-/** One stream per example: example i's stream depends only on (seed, salt, i). */
-export function exampleRngs(seed: number, salt: number, n: number): Rng[] {
-  const root = new Rng(seed).fork(salt);
-  const out: Rng[] = [];
-  for (let i = 0; i < n; i++) out.push(root.fork(i));
-  return out;
+/**
+ * One stream per example: example i's stream is a function of (seed, salt, its id: ids[i], or i) alone
+ * (hashed, not forked in sequence, so it does not depend on which ids come before it).
+ */
+export function exampleRngs(seed: number, salt: number, n: number, ids?: ArrayLike<number>): Rng[] {
+  if (ids && ids.length !== n) throw new Error(`exampleRngs: ${ids.length} ids for ${n} examples`);
+  return Array.from({ length: n }, (_, i) => deriveRng(seed, salt, ids ? ids[i]! : i));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +322,8 @@ export interface MaskedState {
   robust: Uint8Array;
   /** Clean logits [n, K]. */
   cleanLogits: Float32Array;
+  /** The examples' ids for their random streams (exampleRngs), when the caller gave them. */
+  ids?: ArrayLike<number>;
 }
 
 /**
@@ -329,6 +335,7 @@ export interface MaskedState {
 export async function attackCleanCorrect(
   model: AttackModel, x: Float32Array, y: Int32Array, n: number,
   attack: (cm: CountingModel, state: MaskedState) => Promise<Pick<AttackResult, 'stages'> | void>,
+  ids?: ArrayLike<number>,
 ): Promise<AttackResult> {
   if (n === 0) return { xAdv: x.slice(), robust: new Uint8Array(0), queries: 0 };
   const cm = new CountingModel(model);
@@ -336,7 +343,7 @@ export async function attackCleanCorrect(
   const cleanLogits = Float32Array.from(await cm.logits(x, n));
   const robust = new Uint8Array(n);
   for (let i = 0; i < n; i++) robust[i] = isCorrect(cleanLogits, i, k, y[i]!) ? 1 : 0;
-  const state: MaskedState = { xAdv: x.slice(), robust, cleanLogits };
+  const state: MaskedState = { xAdv: x.slice(), robust, cleanLogits, ids };
   const extra = await attack(cm, state);
   return { ...extra, xAdv: state.xAdv, robust: state.robust, queries: cm.queries };
 }

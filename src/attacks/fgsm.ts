@@ -31,8 +31,8 @@ export class Fgsm implements Attack {
     return iterativeSettings(this.name, this.params);
   }
 
-  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
-    return runIterative(this.name, model, x, y, n, this.params);
+  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
+    return runIterative(this.name, model, x, y, n, this.params, ids);
   }
 }
 
@@ -59,7 +59,7 @@ export class FgsmRs implements Attack {
     return iterativeSettings(this.name, this.params);
   }
 
-  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
-    return runIterative(this.name, model, x, y, n, this.params);
+  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
+    return runIterative(this.name, model, x, y, n, this.params, ids);
   }
 }

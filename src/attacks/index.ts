@@ -24,6 +24,14 @@ export type AttackName = (typeof ATTACK_NAMES)[number];
 /** Everything createAttack accepts: the shared options plus every attack's extras. */
 export type CreateAttackOptions = PgdOptions & MifgsmOptions & ApgdTOptions & SquareOptions & AaLiteOptions;
 
+/** Attacks defined without a random start (FGSM, BIM, MI-FGSM): they reject one. */
+const WITHOUT_RANDOM_START: readonly string[] = ['fgsm', 'bim', 'mifgsm'];
+
+/** What --random-start means when not given: the attack's own definition (on for PGD, APGD, aa-lite, FGSM-RS). */
+export function defaultRandomStart(attack: string): boolean {
+  return !WITHOUT_RANDOM_START.includes(attack);
+}
+
 export function isAttackName(name: string): name is AttackName {
   return (ATTACK_NAMES as readonly string[]).includes(name);
 }

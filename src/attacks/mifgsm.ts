@@ -34,7 +34,7 @@ export class Mifgsm implements Attack {
     return { ...iterativeSettings(this.name, this.params), decay: this.params.decay };
   }
 
-  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
-    return runIterative(this.name, model, x, y, n, this.params);
+  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
+    return runIterative(this.name, model, x, y, n, this.params, ids);
   }
 }

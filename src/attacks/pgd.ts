@@ -106,6 +106,7 @@ export async function runIterative(
   y: Int32Array,
   n: number,
   p: IterativeParams,
+  ids?: ArrayLike<number>,
 ): Promise<AttackResult> {
   const d = checkBatch(attack, model, x, y, n);
   const k = model.numClasses;
@@ -118,7 +119,7 @@ export async function runIterative(
   let cleanProbs: Float32Array | undefined;
   if (p.loss === 'kl') cleanProbs = softmaxRows(await cm.logits(x, n), n, k);
 
-  const rngs = exampleRngs(p.seed, SALT.pgd, n);
+  const rngs = exampleRngs(p.seed, SALT.pgd, n, ids);
   const bestLoss = new Float64Array(n).fill(-Infinity);
   const cand = new Float64Array(d);
   const dir = new Float64Array(d);
@@ -221,7 +222,7 @@ export class Pgd implements Attack {
     return { ...iterativeSettings(this.name, this.params), start: this.params.start, ...(this.params.startProb !== undefined ? { startProb: this.params.startProb } : {}) };
   }
 
-  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
-    return runIterative(this.name, model, x, y, n, this.params);
+  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
+    return runIterative(this.name, model, x, y, n, this.params, ids);
   }
 }

@@ -323,7 +323,7 @@ export function squareGeometry(name: string, model: AttackModel): Geometry {
 
 /** Square on the examples with state.robust set; updates the state in place. */
 export async function squareMasked(cm: CountingModel, x: Float32Array, y: Int32Array, n: number, g: Geometry, p: SquareParams, state: MaskedState): Promise<void> {
-  const rngs = exampleRngs(p.seed, SALT.square, n);
+  const rngs = exampleRngs(p.seed, SALT.square, n, state.ids);
   for (let r = 0; r < p.restarts; r++) {
     const idx = indicesWhere(state.robust);
     if (idx.length === 0) return;
@@ -361,9 +361,9 @@ export class Square implements Attack {
     return squareSettings(this.name, this.params);
   }
 
-  async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult> {
+  async run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult> {
     checkBatch(this.name, model, x, y, n);
     const g = squareGeometry(this.name, model);
-    return attackCleanCorrect(model, x, y, n, (cm, state) => squareMasked(cm, x, y, n, g, this.params, state));
+    return attackCleanCorrect(model, x, y, n, (cm, state) => squareMasked(cm, x, y, n, g, this.params, state), ids);
   }
 }

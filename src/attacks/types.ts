@@ -58,5 +58,9 @@ export interface Attack {
   readonly name: string;
   /** Every setting that changes the number, for result JSON (RobustBench style). */
   settings(): Record<string, unknown>;
-  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number): Promise<AttackResult>;
+  /**
+   * Attack n examples. `ids` (default 0..n-1) are the examples' identities, e.g. their dataset indices:
+   * each example's random stream derives from its id, so results do not depend on how examples are batched.
+   */
+  run(model: AttackModel, x: Float32Array, y: Int32Array, n: number, ids?: ArrayLike<number>): Promise<AttackResult>;
 }

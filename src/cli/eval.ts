@@ -1,7 +1,7 @@
 // `advrun eval`: clean and robust accuracy of a checkpoint under one attack.
 
 import type { CommandModule } from 'yargs';
-import { ATTACK_NAMES } from '../attacks/index.js';
+import { ATTACK_NAMES, defaultRandomStart } from '../attacks/index.js';
 import type { Split } from '../data/index.js';
 import { evaluate } from '../eval/evaluate.js';
 import { withArchOptions } from '../interop/load.js';
@@ -26,7 +26,7 @@ export const evalCommand: CommandModule = {
     .option('norm', { choices: ['linf', 'l2'] as const, default: 'linf' as const })
     .option('steps', { type: 'number', describe: 'iterations (attack default when omitted: pgd 10, apgd 100)' })
     .option('step-size', { type: 'string', describe: 'step size (attack default when omitted)' })
-    .option('random-start', { type: 'boolean', default: true, describe: '--no-random-start for deterministic PGD' })
+    .option('random-start', { type: 'boolean', describe: 'random start (default: on for pgd, apgd-*, aa-lite; fgsm, bim and mifgsm have none); --no-random-start for deterministic PGD' })
     .option('restarts', { type: 'number', default: 1 })
     .option('n-queries', { type: 'number', describe: 'Square: queries per example (5000)' })
     .option('seed', { type: 'number', default: 0 })),
@@ -40,7 +40,7 @@ export const evalCommand: CommandModule = {
       const r = await evaluate(rt, ds, {
         attack: a.attack === 'none' ? null : a.attack, eps, norm: a.norm, steps: a.steps,
         stepSize: a.stepSize === undefined ? undefined : parseFraction(a.stepSize, 'step-size'),
-        randomStart: a.randomStart, restarts: a.restarts, nQueries: a.nQueries, seed: a.seed, batchSize: a.batchSize, limit: a.limit,
+        randomStart: a.randomStart ?? defaultRandomStart(a.attack), restarts: a.restarts, nQueries: a.nQueries, seed: a.seed, batchSize: a.batchSize, limit: a.limit,
       });
       for (const w of r.warnings) process.stderr.write(`advrun: warning: ${w}\n`);
       const out = { clean_acc: r.clean_acc, robust_acc: r.robust_acc, n: r.n, attack: r.attack, model: a.model, arch: spec.arch, dataset: ds.name, split: a.split, seed: a.seed, bn_mode: 'eval', seconds: r.seconds, warnings: r.warnings, ...provenance() };

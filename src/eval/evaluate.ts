@@ -58,7 +58,7 @@ export async function evaluate(model: AttackModel, ds: Dataset, o: EvaluateOptio
     if (attack) {
       const c = gatherCorrect(x, y, correct, per);
       if (c.idx.length > 0) {
-        const r = await attack.run(model, c.x, c.y, c.idx.length);
+        const r = await attack.run(model, c.x, c.y, c.idx.length, c.idx.map((i) => seen + i)); // ids: dataset positions
         robust += r.robust.reduce((a, v) => a + v, 0);
         if (r.stages) {
           // aa-lite's per-stage survivors: APGD-T ends the white-box part, Square the black-box one.

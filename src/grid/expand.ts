@@ -4,6 +4,7 @@
 // configuration, is the same however the spec spells a value ("8/255" or 0.0313725...).
 
 import { closest } from 'fastest-levenshtein';
+import { defaultRandomStart } from '../attacks/index.js';
 import { DATASET_NAMES } from '../data/index.js';
 import { archNames, parseActivation } from '../models/index.js';
 import { parseFraction, resolveTrainConfig, type TrainConfig } from '../train/config.js';
@@ -50,7 +51,8 @@ export interface GridPlan {
   duplicates: number;
 }
 
-const EVAL_DEFAULTS = { checkpoint: 'final', split: 'test', attack: 'pgd', norm: 'linf', randomStart: true, restarts: 1, seed: 0, batchSize: 256 } as const;
+// randomStart's default depends on the attack (defaultRandomStart), so it is resolved in resolveEval.
+const EVAL_DEFAULTS = { checkpoint: 'final', split: 'test', attack: 'pgd', norm: 'linf', restarts: 1, seed: 0, batchSize: 256 } as const;
 
 /** JSON with sorted keys and no undefined values: the same config always hashes the same. */
 export function canonicalJson(v: unknown): string {
@@ -99,6 +101,7 @@ function matches(flat: Flat, cond: Flat): boolean {
 
 function resolveEval(raw: Flat, train: TrainConfig): EvalConfig {
   const e = { ...EVAL_DEFAULTS, ...raw } as Record<string, unknown>;
+  e.randomStart ??= defaultRandomStart(String(e.attack));
   // Unless told otherwise, a run is attacked with the budget it was trained for.
   const eps = raw.eps === undefined ? (train.eps > 0 ? train.eps : 0.1) : parseFraction(raw.eps as string | number, 'eval.eps');
   const stepSize = raw.stepSize === undefined ? undefined : parseFraction(raw.stepSize as string | number, 'eval.step-size');

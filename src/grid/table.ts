@@ -57,6 +57,8 @@ export interface RunEntry {
   best_epoch: number | null;
   advrun_version: string | null;
   git_commit: string | null;
+  /** The run's code had uncommitted changes against git_commit (either stage's). */
+  git_dirty: boolean | null;
   onnxruntime: string | null;
   metrics: Partial<Record<Metric, number | null>>;
 }
@@ -80,6 +82,7 @@ interface TrainResult {
   train_seconds?: number;
   advrun_version?: string;
   git_commit?: string | null;
+  git_dirty?: boolean | null;
   onnxruntime?: string;
 }
 
@@ -91,6 +94,7 @@ interface EvalResult {
   bn_mode?: string;
   advrun_version?: string;
   git_commit?: string | null;
+  git_dirty?: boolean | null;
   onnxruntime?: string;
 }
 
@@ -117,7 +121,8 @@ function runEntry(dir: string, run: PlannedRun, metrics: Metric[]): RunEntry {
     threat_model: run.eval ? (run.eval.norm === 'linf' ? 'Linf' : 'L2') : null, eps: run.eval?.eps ?? null,
     clean_acc: values.clean_acc, robust_acc: values.robust_acc, n_eval: num(ev?.n), attack: ev?.attack ?? null, evaluation: run.eval ? { ...run.eval } : null, bn_mode: ev?.bn_mode ?? (tr ? 'eval' : null),
     seed: run.train.seed, val_clean_acc: values.val_clean_acc, val_robust_acc: values.val_robust_acc, best_epoch: values.best_epoch,
-    advrun_version: ev?.advrun_version ?? tr?.advrun_version ?? null, git_commit: ev?.git_commit ?? tr?.git_commit ?? null, onnxruntime: ev?.onnxruntime ?? tr?.onnxruntime ?? null,
+    advrun_version: ev?.advrun_version ?? tr?.advrun_version ?? null, git_commit: ev?.git_commit ?? tr?.git_commit ?? null,
+    git_dirty: ev?.git_dirty === true || tr?.git_dirty === true ? true : ev?.git_dirty ?? tr?.git_dirty ?? null, onnxruntime: ev?.onnxruntime ?? tr?.onnxruntime ?? null,
     metrics: Object.fromEntries(metrics.map((m) => [m, values[m]])),
   };
 }

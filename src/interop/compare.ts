@@ -129,7 +129,7 @@ export async function evaluatePerExample(model: AttackModel, ds: Dataset, attack
     if (attack && robust) {
       const c = gatherCorrect(batch.x, batch.y, ok, per);
       if (c.idx.length) {
-        const r = await attack.run(model, c.x, c.y, c.idx.length);
+        const r = await attack.run(model, c.x, c.y, c.idx.length, c.idx.map((i) => seen + i));
         c.idx.forEach((src, j) => { robust[seen + src] = r.robust[j]!; });
       }
     }

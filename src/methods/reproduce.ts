@@ -273,7 +273,7 @@ function markdownReport(title: string, preset: Preset, note: string, table: stri
     '',
     verdict,
     '',
-    `advrun ${provenance().advrun_version}, commit ${provenance().git_commit ?? 'unknown'}. ${footnote}`,
+    `advrun ${provenance().advrun_version}, commit ${provenance().git_commit ?? 'unknown'}${provenance().git_dirty ? ' with uncommitted changes' : ''}. ${footnote}`,
     '',
   ];
   return lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n');

@@ -172,7 +172,7 @@ export async function transferMatrix(surrogates: TransferModel[], targets: Trans
     const m = idx.length;
     const { x, y } = await gather(ds, idx);
     for (let si = 0; si < surrogates.length; si++) {
-      const r = await attack.run(surrogates[si]!.model, x, y, m);
+      const r = await attack.run(surrogates[si]!.model, x, y, m, idx);
       for (let i = 0; i < m; i++) if (!r.robust[i]) fooled[si]!++;
       for (let ti = 0; ti < targets.length; ti++) {
         const logits = await targets[ti]!.model.logits(r.xAdv, m);

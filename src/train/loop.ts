@@ -6,7 +6,7 @@
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { argmaxCorrect } from '../attacks/common.js';
+import { argmaxCorrect, gatherCorrect } from '../attacks/common.js';
 import { FgsmRs } from '../attacks/fgsm.js';
 import { Pgd } from '../attacks/pgd.js';
 import type { Attack, AttackModel } from '../attacks/types.js';
@@ -194,17 +194,25 @@ export function accuracy(logits: Float32Array, y: Int32Array, k: number): number
   return argmaxCorrect(logits, y, k).reduce((a, v) => a + v, 0);
 }
 
-/** Clean and PGD accuracy on (a prefix of) a dataset; the PGD seed is fixed so epochs are comparable. */
+/**
+ * Clean and PGD accuracy on (a prefix of) a dataset; the PGD seed is fixed so epochs are comparable. As in
+ * `advrun eval`, only clean-correct examples are attacked (a misclassified one is never robust), each with the
+ * random start of its position in the dataset.
+ */
 export async function validate(model: AttackModel, ds: Dataset, cfg: TrainConfig): Promise<{ clean: number; robust: number | null }> {
   const n = Math.min(cfg.valLimit, ds.n);
+  const per = ds.channels * ds.height * ds.width;
+  const count = (flags: Uint8Array) => flags.reduce((a, v) => a + v, 0);
   let clean = 0, robust = 0;
   const attack = cfg.eps > 0 ? new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.valSteps, randomStart: true, seed: cfg.seed }) : undefined;
   for (let s = 0; s < n; s += cfg.batchSize) {
     const m = Math.min(cfg.batchSize, n - s);
     const x = await readRange(ds, s, m);
     const y = ds.labels.subarray(s, s + m);
-    clean += accuracy(await model.logits(x, m), y, ds.numClasses);
-    if (attack) robust += (await attack.run(model, x, y, m)).robust.reduce((a, v) => a + v, 0);
+    const correct = argmaxCorrect(await model.logits(x, m), y, ds.numClasses);
+    clean += count(correct);
+    const c = attack ? gatherCorrect(x, y, correct, per) : undefined;
+    if (attack && c && c.idx.length > 0) robust += count((await attack.run(model, c.x, c.y, c.idx.length, c.idx.map((i) => s + i))).robust);
   }
   return { clean: clean / n, robust: attack ? robust / n : null };
 }

@@ -37,6 +37,14 @@ describe('advrun train + eval', () => {
     expect(robustAt.n).toBe(300);
     expect(robustStd.clean_acc).toBeGreaterThan(0.3); // it learned something
     expect(robustAt.robust_acc).toBeGreaterThan(robustStd.robust_acc + 0.1);
+    // Every attack runs with its default options: those defined without a random start get none, PGD gets one.
+    for (const [attack, randomStart] of [['fgsm', false], ['bim', false], ['mifgsm', false], ['pgd', true]] as const) {
+      const r = runCli(['eval', '--model', join(at, 'checkpoint.safetensors'), '--attack', attack, '--steps', '3', '--limit', '50', '--json']);
+      expect(r.code, `${attack}: ${r.stderr}`).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.attack.randomStart, attack).toBe(randomStart);
+      expect(out.robust_acc, attack).toBeLessThanOrEqual(out.clean_acc);
+    }
   });
 
   test('a run killed mid-training and resumed ends exactly like an uninterrupted run', async () => {

@@ -3,6 +3,7 @@
 import { describe, expect, test } from 'vitest';
 import type { AttackLoss, AttackModel, LossGradResult } from '../../src/attacks/types.js';
 import type { Dataset } from '../../src/data/types.js';
+import { createAttack } from '../../src/attacks/index.js';
 import { evaluate } from '../../src/eval/evaluate.js';
 import { predictedLabels, randomImages, ToyModel } from '../attacks/toy-model.js';
 
@@ -49,6 +50,23 @@ describe('evaluate', () => {
     expect(r.clean_acc).toBeCloseTo(21 / 24, 12);
     expect(r.robust_acc!).toBeLessThanOrEqual(r.clean_acc);
     expect(r.warnings).toEqual([]);
+  });
+
+  test('each example is attacked the same way however the examples are batched (its random stream follows its id)', async () => {
+    const y = await predictedLabels(model, x, n);
+    const d = model.d, h = 9;
+    for (const name of ['pgd', 'apgd-ce', 'square'] as const) {
+      const attack = createAttack(name, { eps: 0.3, norm: 'linf', steps: 3, nQueries: 20, seed: 5 });
+      const whole = await attack.run(model, x, y, n, Array.from({ length: n }, (_, i) => i));
+      const first = await attack.run(model, x.slice(0, h * d), y.slice(0, h), h, Array.from({ length: h }, (_, i) => i));
+      const rest = await attack.run(model, x.slice(h * d), y.slice(h), n - h, Array.from({ length: n - h }, (_, i) => h + i));
+      expect(Array.from(whole.xAdv), name).toEqual([...first.xAdv, ...rest.xAdv]);
+      // Without ids the second piece's examples would get the first piece's streams.
+      const unnamed = await attack.run(model, x.slice(h * d), y.slice(h), n - h);
+      if (name !== 'apgd-ce') expect(Array.from(unnamed.xAdv), name).not.toEqual(Array.from(rest.xAdv));
+    }
+    const robustAt = async (batchSize: number) => (await evaluate(model, dataset(x, y, shape, 5), { attack: 'pgd', eps: 0.3, norm: 'linf', steps: 1, seed: 2, batchSize })).robust_acc;
+    expect(await robustAt(5)).toBe(await robustAt(24));
   });
 
   test('warns on probabilities instead of logits and on all-zero input gradients', async () => {

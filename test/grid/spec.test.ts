@@ -101,6 +101,13 @@ describe('grid expansion', () => {
     expect(plan.runs[0]!.eval!.eps).toBeCloseTo(8 / 255, 12);
   });
 
+  it('gives each attack its own random-start default: none for FGSM, BIM and MI-FGSM, which reject one', () => {
+    const plan = expandGrid(validateSpec({ base: TINY_BASE, axes: { 'eval.attack': ['pgd', 'bim', 'mifgsm', 'fgsm', 'apgd-ce'] }, eval: { steps: 2 } }, 't'));
+    expect(plan.runs.map((r) => [r.eval!.attack, r.eval!.randomStart])).toEqual([['pgd', true], ['bim', false], ['mifgsm', false], ['fgsm', false], ['apgd-ce', true]]);
+    const off = expandGrid(validateSpec({ base: TINY_BASE, eval: { steps: 2, 'random-start': false } }, 't'));
+    expect(off.runs[0]!.eval!.randomStart).toBe(false);
+  });
+
   it('gives each run an id from its resolved config: same config, same id, however it is written', () => {
     const a = expandGrid(validateSpec({ base: { ...TINY_BASE, 'val-limit': 50 }, axes: { eps: ['8/255'] }, eval: TINY_EVAL }, 'a'));
     const b = expandGrid(validateSpec({ eval: { limit: 50, steps: 2, eps: 0.1 }, axes: { eps: [8 / 255] }, base: { ...TINY_BASE, valLimit: 50, lr: 0.1, method: 'pgd-at' } }, 'b'));

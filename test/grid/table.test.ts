@@ -13,11 +13,11 @@ import { validateSpec } from '../../src/grid/spec.js';
 import { buildTable, renderCsv, renderMarkdown } from '../../src/grid/table.js';
 import { removeTempDirs, tempDir, TINY_BASE, TINY_EVAL } from './helpers.js';
 
-function fakeResult(dir: string, id: string, robust: number, clean = 0.8): void {
+function fakeResult(dir: string, id: string, robust: number, clean = 0.8, evalDirty = false): void {
   const p = runPaths(dir, id);
   mkdirSync(p.dir, { recursive: true });
-  writeFileSync(p.result, JSON.stringify({ final: { val_clean_acc: clean, val_robust_acc: robust }, best_epoch: 0, advrun_version: '0.1.0', git_commit: 'abc' }));
-  writeFileSync(p.eval, JSON.stringify({ clean_acc: clean, robust_acc: robust, n: 50, attack: { attack: 'pgd', steps: 2 }, bn_mode: 'eval', advrun_version: '0.1.0', git_commit: 'abc' }));
+  writeFileSync(p.result, JSON.stringify({ final: { val_clean_acc: clean, val_robust_acc: robust }, best_epoch: 0, advrun_version: '0.1.0', git_commit: 'abc', git_dirty: false }));
+  writeFileSync(p.eval, JSON.stringify({ clean_acc: clean, robust_acc: robust, n: 50, attack: { attack: 'pgd', steps: 2 }, bn_mode: 'eval', advrun_version: '0.1.0', git_commit: 'abc', git_dirty: evalDirty }));
 }
 
 afterAll(removeTempDirs);
@@ -29,7 +29,7 @@ describe('grid tables', () => {
     prepareDir(plan, dir);
     const [a0, a1, a2, b0, b1] = plan.runs;
     fakeResult(dir, a0!.id, 0.5);
-    fakeResult(dir, a1!.id, 0.6);
+    fakeResult(dir, a1!.id, 0.6, 0.8, true);
     fakeResult(dir, a2!.id, 0.7);
     fakeResult(dir, b0!.id, 0.4);
     // b1 failed (its last attempt says so); b2 never started.
@@ -44,6 +44,9 @@ describe('grid tables', () => {
     expect(first!.std).toBeCloseTo(0.1, 12);
     expect(second).toMatchObject({ row: { eps: '0.1' }, mean: 0.4, std: null, n: 1, expected: 3, failed: 1, missing: 1 });
     expect(t.runs.find((r) => r.id === b1!.id)).toMatchObject({ status: 'failed', error: 'train killed by SIGKILL', robust_acc: null });
+    // A run with uncommitted code changes in either stage is marked; the others say they had none.
+    expect(t.runs.find((r) => r.id === a1!.id)).toMatchObject({ git_commit: 'abc', git_dirty: true });
+    expect(t.runs.find((r) => r.id === a0!.id)).toMatchObject({ git_commit: 'abc', git_dirty: false });
 
     const md = renderMarkdown(t);
     expect(md).toContain('| 0.05 | 60.0 ± 10.0 (n=3) |');
