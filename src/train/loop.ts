@@ -194,6 +194,11 @@ export function accuracy(logits: Float32Array, y: Int32Array, k: number): number
   return argmaxCorrect(logits, y, k).reduce((a, v) => a + v, 0);
 }
 
+/** The per-epoch validation attack: PGD at the training eps with --val-steps steps and the run's seed. */
+function validationAttack(cfg: TrainConfig): Pgd | undefined {
+  return cfg.eps > 0 ? new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.valSteps, randomStart: true, seed: cfg.seed }) : undefined;
+}
+
 /**
  * Clean and PGD accuracy on (a prefix of) a dataset; the PGD seed is fixed so epochs are comparable. As in
  * `advrun eval`, only clean-correct examples are attacked (a misclassified one is never robust), each with the
@@ -204,7 +209,7 @@ export async function validate(model: AttackModel, ds: Dataset, cfg: TrainConfig
   const per = ds.channels * ds.height * ds.width;
   const count = (flags: Uint8Array) => flags.reduce((a, v) => a + v, 0);
   let clean = 0, robust = 0;
-  const attack = cfg.eps > 0 ? new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.valSteps, randomStart: true, seed: cfg.seed }) : undefined;
+  const attack = validationAttack(cfg);
   for (let s = 0; s < n; s += cfg.batchSize) {
     const m = Math.min(cfg.batchSize, n - s);
     const x = await readRange(ds, s, m);
@@ -315,7 +320,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
     kind: 'train', method: cfg.method, dataset: cfg.dataset, arch: cfg.arch, activation: cfg.activation,
     epochs: cfg.epochs, seed: cfg.seed, attack: cfg.eps === 0 ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, random_start_prob: cfg.randomStartProb ?? 1, bn_mode: 'eval', smooth_backward: cfg.smoothBackward },
     method_settings: methodSettings(cfg),
-    final: { val_clean_acc: last.val_clean_acc, val_robust_acc: last.val_robust_acc, val_attack: { name: 'pgd', steps: cfg.valSteps, eps: cfg.eps, n: Math.min(cfg.valLimit, valSet.n) } },
+    final: { val_clean_acc: last.val_clean_acc, val_robust_acc: last.val_robust_acc, val_attack: { ...(validationAttack(cfg)?.settings() ?? { attack: null }), n: Math.min(cfg.valLimit, valSet.n) } },
     best_epoch: best.epoch, checkpoint: files.checkpoint, best_checkpoint: files.best, train_seconds: seconds, ...provenance(),
   }, null, 2));
   return { files, metrics, bestEpoch: best.epoch, seconds };

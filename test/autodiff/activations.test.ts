@@ -19,6 +19,19 @@ describe('activation VJP rules', () => {
     }
   }
 
+  // At x = 0 exactly, PyTorch takes the x <= 0 branch (torch.autograd on Debian's torch 1.13, float64:
+  // relu 0, leaky_relu(0.2) 0.2, elu(0.7) 0.7, celu(1.5) 1.0, selu 1.7580993408473766).
+  const atZero: [string, Record<string, number>, number][] = [
+    ['Relu', {}, 0], ['LeakyRelu', { alpha: 0.2 }, 0.2], ['Elu', { alpha: 0.7 }, 0.7], ['Celu', { alpha: 1.5 }, 1], ['Selu', {}, 1.7580993408473766],
+  ];
+  for (const [op, attrs, want] of atZero) {
+    test(`${op} ${JSON.stringify(attrs)} at the kink x = 0 follows PyTorch (${want})`, async () => {
+      const { grads } = await gradientAt({ dtype: 'float32', inputs: [{ name: 'x', shape: [2], init: [0, 0] }], build: (b, [x]) => b.op(op, [x!], attrs), cotangent: [1, 3] });
+      expect(grads.x![0]).toBeCloseTo(want, 6);
+      expect(grads.x![1]).toBeCloseTo(3 * want, 6);
+    });
+  }
+
   // Inputs in every linear piece, away from the kinks (HardSigmoid's at z = 0 and 1, HardSwish's at +-3).
   const spread = [-4, -2.8, -1.6, -0.3, 0.4, 1.2, 2.3, 2.7, 3.5, 5];
   test('HardSigmoid, default and custom alpha/beta', async () => {

@@ -68,3 +68,17 @@ describe('reduction VJP rules', () => {
     [0, 0, 0.6, 0.8].forEach((v, i) => expect(grads.x![i]).toBeCloseTo(v, 12));
   });
 });
+
+describe('TopK VJP', () => {
+  // The cotangent of each selected value goes back to the position it came from (its index), and
+  // unselected positions get none; the random inputs have no ties.
+  test('largest and smallest k along the last axis, values weighted differently per rank', async () => {
+    await gradcheck({
+      inputs: [{ name: 'x', shape: [3, 6] }],
+      build: (b, [x]) => [
+        b.opN('TopK', [x!, b.ints([3])], 2, { axis: -1, largest: 1, sorted: 1 })[0]!,
+        b.opN('TopK', [x!, b.ints([2])], 2, { axis: 1, largest: 0, sorted: 1 })[0]!,
+      ],
+    });
+  });
+});

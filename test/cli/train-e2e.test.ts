@@ -67,13 +67,27 @@ describe('advrun train + eval', () => {
     const refused = runCli(trainArgs(broken, args));
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/interrupted run \(pass --resume/);
-    const resumed = runCli(trainArgs(broken, [...args, '--resume']));
+    // Epochs finished before the kill (their metrics lines; the checkpoint can be one epoch behind them).
+    const before = readFileSync(join(broken, 'metrics.jsonl'), 'utf8').trim().split('\n').filter(Boolean).length;
+    const done = Number(readSafetensors(join(broken, 'checkpoint.safetensors')).metadata?.epoch);
+    expect(done).toBeGreaterThanOrEqual(1);
+    expect(before).toBeGreaterThanOrEqual(done);
+    const resumed = runCli(trainArgs(broken, [...args, '--resume']), { CI: '' }); // CI unset: the run reports its epochs
     expect(resumed.code, resumed.stderr).toBe(0);
+    // It continued from the checkpoint: only the remaining epochs ran in this process.
+    expect(resumed.stderr).toContain(`resuming ${broken} after epoch ${done}`);
+    const ranEpochs = [...resumed.stderr.matchAll(/^epoch (\d+):/gm)].map((m) => Number(m[1]));
+    expect(ranEpochs).toEqual([2, 3].filter((e) => e > done));
 
-    const a = readSafetensors(join(whole, 'checkpoint.safetensors')).tensors;
-    const b = readSafetensors(join(broken, 'checkpoint.safetensors')).tensors;
-    expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
-    for (const [k, t] of a) expect(Buffer.from(b.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true);
+    for (const file of ['checkpoint.safetensors', 'checkpoint-best.safetensors']) {
+      const a = readSafetensors(join(whole, file)).tensors;
+      const b = readSafetensors(join(broken, file)).tensors;
+      expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
+      for (const [k, t] of a) expect(Buffer.from(b.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), `${file} ${k}`).toBe(true);
+    }
+    const result = (dir: string) => JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8'));
+    expect(result(broken).best_epoch).toBe(result(whole).best_epoch);
+    expect(result(broken).final).toEqual(result(whole).final);
     const metrics = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => { const { time_s: _, ...m } = JSON.parse(l); return m; });
     expect(metrics(broken)).toEqual(metrics(whole));
   });

@@ -73,7 +73,10 @@ describe('NCHWc lowering', () => {
     const x = graph.addInput('x', 'float32', [2, 2 * block, 5, 5]);
     const grouped = graph.addInput('wg', 'float32', [2 * block, 1, 3, 3]);
     const odd = graph.addInput('wo', 'float32', [block + 4, 2 * block, 3, 3]);
-    graph.markOutput(b.op('Conv', [x, grouped], { group: 2 * block }), b.op('Conv', [x, odd]),
+    // Output channels blocked, input channels not: the input side's check alone must refuse it.
+    const xOdd = graph.addInput('xo', 'float32', [2, block + 4, 5, 5]);
+    const oddIn = graph.addInput('wi', 'float32', [block, block + 4, 3, 3]);
+    graph.markOutput(b.op('Conv', [x, grouped], { group: 2 * block }), b.op('Conv', [x, odd]), b.op('Conv', [xOdd, oddIn]),
       b.op('Conv', [x, b.constant(makeTensor('float32', [block, 2 * block, 1, 1]))]));
     expect(lowerConvsToNchwc(graph, Math.max(block, 8))).toBe(graph);
     expect(lowerConvsToNchwc(graph, 1)).toBe(graph);
