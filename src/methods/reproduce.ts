@@ -155,11 +155,12 @@ const SAT_PAPER = {
 /**
  * RFN's ImageNet surrogates and targets. METHODS.md gives no surrogate schedule: this is torchvision's
  * ResNet-50 recipe (90 epochs, lr 0.1 x B/256, x0.1 at 30 and 60, wd 1e-4), snapshots every 10 epochs;
- * the early-stopped surrogate is the snapshot at the first decay, where METHODS.md says transfer peaks.
+ * the early-stopped surrogate is the snapshot that transfers best on the validation split (METHODS.md:
+ * transfer peaks when the learning rate decays), chosen the way l-SAM's radius is.
  */
 const RFN_PAPER = {
   seeds: [0, 1, 2], batchSize: 256, epochs: 90, milestones: '30,60', momentum: 0.9, weightDecay: 1e-4, imageSize: 224, valSplit: 10000,
-  saveEvery: 10, early: 30, rhos: [0.2, 0.5, 1.0], targetSeeds: [100, 101],
+  saveEvery: 10, rhos: [0.2, 0.5, 1.0], targetSeeds: [100, 101],
   eps: '4/255', steps: 50, n: 5000, valN: 1000, sharpN: 1000, iters: 20, samples: 20,
 };
 
@@ -494,8 +495,8 @@ interface RfnSettings {
   seeds: number[];
   /** l-SAM's candidate radii (the one transferring best on the validation split is used). */
   rhos: number[];
-  /** Epoch of the early-stopped snapshot. */
-  early: number;
+  /** Epochs of the SGD snapshots the early-stopped surrogate is chosen from (on the validation split). */
+  earlyEpochs: number[];
   eps: string;
   steps: number;
   valN: number;
@@ -528,16 +529,15 @@ function planRfn(o: ReproduceOptions): ReproductionPlan {
     // enough that some test images are classified correctly by every target.
     const s0 = scaleOf(o), r = RFN_SCALES[o.preset];
     const s: Scale = { ...s0, limit: Math.max(s0.limit, 512), epochs: Math.max(s0.epochs, 3) };
-    const early = Math.max(1, Math.floor(s.epochs / 2)); // the piecewise schedule's first decay
-    // Surrogates: SGD with snapshots (early stopping), SAM and large-radius SAM, standard (not adversarial) training.
-    const sur = planStage('rfn-surrogates', rfnSurrogates(base(s, o, { method: 'standard', eps: 0, 'save-every': early }), r.rhos, s.seeds), o);
+    // Surrogates: SGD with a snapshot every epoch (early stopping), SAM and large-radius SAM, standard (not adversarial) training.
+    const sur = planStage('rfn-surrogates', rfnSurrogates(base(s, o, { method: 'standard', eps: 0, 'save-every': 1 }), r.rhos, s.seeds), o);
     // Targets: independently trained models of other architectures and seeds.
     const tgt = planStage('rfn-targets', rfnTargets(base(s, o, { method: 'standard', eps: 0 }), r.targets.map((t, i) => ({ ...t, seed: 100 + i }))), o);
     const rfn: RfnSettings = {
-      seeds: s.seeds, rhos: r.rhos, early, eps: r.eps, steps: r.steps, valN: r.valN, testN: r.n, testData: [],
+      seeds: s.seeds, rhos: r.rhos, earlyEpochs: snapshotEpochs(s.epochs, 1), eps: r.eps, steps: r.steps, valN: r.valN, testN: r.n, testData: [],
       sharp: { n: r.sharpN, iters: r.iters, samples: r.samples },
     };
-    const note = `Our setting: ${s.dataset}; surrogates small-cnn width ${s.width} trained normally for ${s.epochs} epochs on ${s.limit} images (SGD, snapshots for early stopping, SAM rho 0.05, l-SAM rho from {${r.rhos.join(', ')}} chosen on the validation split); targets: ${r.targets.map((t) => Object.entries(t).map(([k, v]) => `${k} ${v}`).join(' ')).join('; ')} (independently trained, not adversarially); BIM (I-FGSM, no random start) L-inf eps ${r.eps}, step eps/10, ${r.steps} iterations, on the first ${r.n} test images every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${r.sharpN} training images, eval mode; seeds ${s.seeds.join(', ')}. The paper (ImageNet, ResNet-50) reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
+    const note = `Our setting: ${s.dataset}; surrogates small-cnn width ${s.width} trained normally for ${s.epochs} epochs on ${s.limit} images (SGD with a snapshot every epoch, the early-stopping epoch chosen on the validation split, SAM rho 0.05, l-SAM rho from {${r.rhos.join(', ')}} chosen on the validation split); targets: ${r.targets.map((t) => Object.entries(t).map(([k, v]) => `${k} ${v}`).join(' ')).join('; ')} (independently trained, not adversarially); BIM (I-FGSM, no random start) L-inf eps ${r.eps}, step eps/10, ${r.steps} iterations, on the first ${r.n} test images every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${r.sharpN} training images, eval mode; seeds ${s.seeds.join(', ')}. The paper (ImageNet, ResNet-50) reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
     return { paper: 'rfn', preset: o.preset, stages: [sur, tgt], after: rfnAfter(rfn), note, rfn };
   }
   const p = RFN_PAPER, dirs = imagenetDirs('rfn', o), batch = batchOf(o, p.batchSize), seeds = seedsOf(o, p.seeds);
@@ -548,17 +548,23 @@ function planRfn(o: ReproduceOptions): ReproductionPlan {
   const sur = planStage('rfn-surrogates', rfnSurrogates({ ...trainBase, 'save-every': p.saveEvery }, p.rhos, seeds), o);
   const tgt = planStage('rfn-targets', rfnTargets(trainBase, p.targetSeeds.map((seed) => ({ seed }))), o);
   const rfn: RfnSettings = {
-    seeds, rhos: p.rhos, early: p.early, eps: p.eps, steps: p.steps, valN: p.valN, testN: p.n, testData: ['--dataset', `folder:${dirs.val}`],
+    seeds, rhos: p.rhos, earlyEpochs: snapshotEpochs(p.epochs, p.saveEvery), eps: p.eps, steps: p.steps, valN: p.valN, testN: p.n, testData: ['--dataset', `folder:${dirs.val}`],
     sharp: { n: p.sharpN, iters: p.iters, samples: p.samples }, // sharpness holds out what each checkpoint's run held out
   };
-  const note = `Our setting: the paper's protocol on ImageNet (${dirs.train}, 224x224). Surrogates: ResNet-50 trained normally with SGD (momentum ${p.momentum}, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)}, x0.1 at epochs ${listText(p.milestones)} of ${p.epochs}, weight decay ${p.weightDecay}: torchvision's recipe, as METHODS.md gives none), the snapshot at epoch ${p.early} as the early-stopped surrogate, SAM (rho 0.05) and l-SAM (rho from {${p.rhos.join(', ')}} chosen by transfer success on ${p.valN} held-out training images). Targets: ${p.targetSeeds.length} independently trained ResNet-50s (seeds ${p.targetSeeds.join(', ')}), not adversarially trained — advrun has no other ImageNet architecture, so this is not the paper's zoo of architectures. BIM (I-FGSM, no random start) L-inf eps ${p.eps}, step eps/10, ${p.steps} iterations, on the first ${p.n} images of ${dirs.val} every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${p.sharpN} training images, eval mode; seeds ${seeds.join(', ')}. The paper reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
+  const note = `Our setting: the paper's protocol on ImageNet (${dirs.train}, 224x224). Surrogates: ResNet-50 trained normally with SGD (momentum ${p.momentum}, lr 0.1 x ${batch}/256 = ${imagenetLr(batch)}, x0.1 at epochs ${listText(p.milestones)} of ${p.epochs}, weight decay ${p.weightDecay}: torchvision's recipe, as METHODS.md gives none), the snapshot (every ${p.saveEvery} epochs) transferring best on the validation images as the early-stopped surrogate, SAM (rho 0.05) and l-SAM (rho from {${p.rhos.join(', ')}} chosen by transfer success on ${p.valN} held-out training images). Targets: ${p.targetSeeds.length} independently trained ResNet-50s (seeds ${p.targetSeeds.join(', ')}), not adversarially trained — advrun has no other ImageNet architecture, so this is not the paper's zoo of architectures. BIM (I-FGSM, no random start) L-inf eps ${p.eps}, step eps/10, ${p.steps} iterations, on the first ${p.n} images of ${dirs.val} every target classifies correctly; success = 1 - target accuracy, averaged over the targets; sharpness: largest Hessian eigenvalue and Hutchinson trace of the CE loss on ${p.sharpN} training images, eval mode; seeds ${seeds.join(', ')}. The paper reports only a qualitative claim here: ${referenceNumbers()?.rfn?.claim ?? 'see ../shared/papers'}.`;
   return { paper: 'rfn', preset: 'paper', stages: [sur, tgt], after: rfnAfter(rfn), note, rfn };
+}
+
+/** Snapshot epochs of a run of `epochs` epochs saving every `every`, before the last (which is the full run). */
+function snapshotEpochs(epochs: number, every: number): number[] {
+  return Array.from({ length: Math.ceil(epochs / every) - 1 }, (_, i) => (i + 1) * every).filter((e) => e < epochs);
 }
 
 function rfnAfter(r: RfnSettings): string[] {
   return r.seeds.flatMap((seed) => [
     `seed ${seed}: advrun transfer from the l-SAM candidates (rho ${r.rhos.join(', ')}) to the targets on ${r.valN} validation images; the best rho is kept`,
-    `seed ${seed}: advrun transfer (BIM, eps ${r.eps}, ${r.steps} steps, step eps/10) from SGD, SGD early-stopped at epoch ${r.early}, SAM and l-SAM to the targets on ${r.testN} test images`,
+    `seed ${seed}: advrun transfer from the SGD snapshots (epochs ${r.earlyEpochs.join(', ')}) to the targets on ${r.valN} validation images; the best epoch is the early-stopped surrogate`,
+    `seed ${seed}: advrun transfer (BIM, eps ${r.eps}, ${r.steps} steps, step eps/10) from SGD, SGD early-stopped, SAM and l-SAM to the targets on ${r.testN} test images`,
     `seed ${seed}: advrun sharpness of each of the four surrogates (${r.sharp.n} training images, ${r.sharp.iters} power iterations, ${r.sharp.samples} Hutchinson samples)`,
   ]);
 }
@@ -573,18 +579,24 @@ async function runRfn(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit
   const ck = (run: { id: string }, epoch?: number) => (epoch ? runPaths(sur.dir, run.id).snapshot(epoch) : runPaths(sur.dir, run.id).checkpoint);
   const transferArgs = (split: string, n: number) => ['--targets', targets.join(','), '--attack', 'bim', '--eps', r.eps, '--steps', String(r.steps), '--step-size', 'eps/10', '--split', split, '-n', String(n), ...ep];
 
-  const kinds = ['sgd (fully trained)', `sgd (early-stopped, epoch ${r.early})`, 'SAM (rho 0.05)', 'l-SAM (rho selected on validation)'];
+  const kinds = ['sgd (fully trained)', 'sgd (early-stopped, epoch selected on validation)', 'SAM (rho 0.05)', 'l-SAM (rho selected on validation)'];
   const perSeed: Record<string, { success: number[]; lambda: number[]; trace: number[] }> = Object.fromEntries(kinds.map((k) => [k, { success: [], lambda: [], trace: [] }]));
-  const chosenRho: number[] = [];
+  const chosenRho: number[] = [], chosenEpoch: number[] = [];
+  /** The candidate that transfers best on the validation split (`advrun transfer` over all of them at once). */
+  const bestOnValidation = <T>(candidates: T[], paths: string[], name: string): T => {
+    const val = advrunJson(['transfer', '--surrogates', paths.join(','), ...transferArgs('val', r.valN), '--out', join(resolve(o.out), 'rfn-transfer', name)]);
+    const success = Object.values(val.mean_transfer as Record<string, number>); // in --surrogates order
+    return candidates[success.indexOf(Math.max(...success))]!;
+  };
   for (const seed of r.seeds) {
     const runsOf = (method: string, rho?: number) => sur.plan.runs.find((run) => run.train.seed === seed && run.train.method === method && (rho === undefined || run.train.rho === rho))!;
-    // l-SAM's radius is chosen by transfer success on the validation split, never on the test set.
-    const cands = r.rhos.map((rho) => ck(runsOf('sam', rho)));
-    const val = advrunJson(['transfer', '--surrogates', cands.join(','), ...transferArgs('val', r.valN), '--out', join(resolve(o.out), 'rfn-transfer', `val-seed${seed}`)]);
-    const best = Object.values(val.mean_transfer as Record<string, number>); // in --surrogates order
-    const rho = r.rhos[best.indexOf(Math.max(...best))]!;
+    // l-SAM's radius and the early-stopping epoch are both chosen by transfer success on the validation
+    // split, never on the test set: neither side of the comparison gets more tuning than the other.
+    const rho = bestOnValidation(r.rhos, r.rhos.map((rh) => ck(runsOf('sam', rh))), `val-seed${seed}`);
+    const early = bestOnValidation(r.earlyEpochs, r.earlyEpochs.map((e) => ck(runsOf('standard'), e)), `val-early-seed${seed}`);
     chosenRho.push(rho);
-    const surrogates = [ck(runsOf('standard')), ck(runsOf('standard'), r.early), ck(runsOf('sam', 0.05)), ck(runsOf('sam', rho))];
+    chosenEpoch.push(early);
+    const surrogates = [ck(runsOf('standard')), ck(runsOf('standard'), early), ck(runsOf('sam', 0.05)), ck(runsOf('sam', rho))];
     const test = advrunJson(['transfer', '--surrogates', surrogates.join(','), ...transferArgs('test', r.testN), ...r.testData, '--out', join(resolve(o.out), 'rfn-transfer', `test-seed${seed}`)]);
     const means = Object.values(test.mean_transfer as Record<string, number>);
     surrogates.forEach((path, i) => {
@@ -602,7 +614,7 @@ async function runRfn(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit
   const vsEarly = versus(lsam, es), vsFull = versus(lsam, full);
   const flatter = compareCells(asCell(cells[es]!.lambda, n), asCell(cells[lsam]!.lambda, n));
   const holds = vsEarly === 'higher' ? 'yes' : vsEarly === 'lower' ? 'no' : 'within noise';
-  const verdict = `Does "a large-radius SAM surrogate (l-SAM / RFN) transfers better than early stopping" hold at this scale? **${holds}**: l-SAM's mean transfer success is ${than(vsEarly)} the early-stopped SGD surrogate's and ${than(vsFull)} the fully trained one's (higher/lower: beyond 2 standard errors over seeds). Sharpness: the early-stopped surrogate's largest Hessian eigenvalue is ${than(flatter)} l-SAM's. Chosen l-SAM radius per seed: ${chosenRho.join(', ')}.`;
+  const verdict = `Does "a large-radius SAM surrogate (l-SAM / RFN) transfers better than early stopping" hold at this scale? **${holds}**: l-SAM's mean transfer success is ${than(vsEarly)} the early-stopped SGD surrogate's and ${than(vsFull)} the fully trained one's (higher/lower: beyond 2 standard errors over seeds). Sharpness: the early-stopped surrogate's largest Hessian eigenvalue is ${than(flatter)} l-SAM's. Chosen l-SAM radius per seed: ${chosenRho.join(', ')}; chosen early-stopping epoch per seed: ${chosenEpoch.join(', ')}.`;
   const table = markdownReport('RFN: flat-neighbourhood surrogates for transferable attacks', o.preset, plan.note, [
     '| surrogate | transfer success % (ours) | lambda_max | Hessian trace |',
     '| --- | --- | --- | --- |',

@@ -8,8 +8,8 @@
 import type { ModelBuilder } from './layers.js';
 import type { ModelSpec } from './spec.js';
 
-function head(m: ModelBuilder, h: string, name: string, fin: number, classes: number): string {
-  return m.linear(m.b.flatten(m.b.op('GlobalAveragePool', [h])), name, fin, classes);
+function head(m: ModelBuilder, h: string, name: string, fin: number, classes: number, opts: { zeroBias?: boolean } = {}): string {
+  return m.linear(m.b.flatten(m.b.op('GlobalAveragePool', [h])), name, fin, classes, opts);
 }
 
 function preActBlock(m: ModelBuilder, x: string, name: string, cin: number, planes: number, stride: number): string {
@@ -50,6 +50,7 @@ export function buildWideResNet(m: ModelBuilder, x: string, spec: ModelSpec): st
   if ((depth - 4) % 6 !== 0) throw new Error(`WideResNet depth must be 6n+4, got ${depth}`);
   const n = (depth - 4) / 6;
   const ch = [16, 16 * k, 32 * k, 64 * k];
+  m.convInit = 'fan-out-normal'; // RobustBench's WideResNet: conv N(0, 2/(k*k*cout)), fc bias 0
   let h = m.conv(m.normalize(x, spec.mean, spec.std), 'conv1', spec.inChannels, ch[0]!, 3, { pad: 1 });
   for (let blk = 1; blk <= 3; blk++) {
     for (let i = 0; i < n; i++) {
@@ -57,7 +58,7 @@ export function buildWideResNet(m: ModelBuilder, x: string, spec: ModelSpec): st
     }
   }
   h = m.act(m.batchNorm(h, 'bn1', ch[3]!), 'relu');
-  return head(m, h, 'fc', ch[3]!, spec.numClasses);
+  return head(m, h, 'fc', ch[3]!, spec.numClasses, { zeroBias: true });
 }
 
 function bottleneck(m: ModelBuilder, x: string, name: string, cin: number, planes: number, stride: number): string {
@@ -71,6 +72,7 @@ function bottleneck(m: ModelBuilder, x: string, name: string, cin: number, plane
 
 export function buildResNet50(m: ModelBuilder, x: string, spec: ModelSpec): string {
   const w = spec.width ?? 64;
+  m.convInit = 'fan-out-normal'; // torchvision's ResNet: kaiming_normal_(mode='fan_out', nonlinearity='relu')
   let h = m.conv(m.normalize(x, spec.mean, spec.std), 'conv1', spec.inChannels, w, 7, { stride: 2, pad: 3 });
   h = m.act(m.batchNorm(h, 'bn1', w), 'act1');
   h = m.b.op('MaxPool', [h], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });

@@ -45,5 +45,8 @@ describe('advrun reproduce --preset smoke', () => {
     expect(csv).toHaveLength(5);
     expect(existsSync(join(out, 'rfn-transfer', 'val-seed0', 'transfer.csv'))).toBe(true);
     expect(existsSync(join(out, 'rfn-transfer', 'test-seed0', 'transfer.csv'))).toBe(true);
+    // The early-stopping epoch is chosen on validation among the SGD snapshots, like l-SAM's radius.
+    expect(existsSync(join(out, 'rfn-transfer', 'val-early-seed0', 'transfer.csv'))).toBe(true);
+    expect(md).toMatch(/chosen early-stopping epoch per seed: [12]\b/);
   });
 });
