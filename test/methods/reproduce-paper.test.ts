@@ -108,8 +108,8 @@ describe('reproduce --preset paper --dry-run', () => {
     // Targets are independently trained: no copy of a surrogate (the grid's base run is excluded).
     expect(values(tgt.runs, 'seed')).toEqual([100, 101]);
     expect(tgt.runs.every((r) => r.train.saveEvery === 0)).toBe(true);
-    expect(plan.rfn).toMatchObject({ early: 30, eps: '4/255', steps: 50, testN: 5000, testData: ['--dataset', `folder:${join(imagenet, 'val')}`] });
-    expect(plan.after).toHaveLength(9);
+    expect(plan.rfn).toMatchObject({ earlyEpochs: [10, 20, 30, 40, 50, 60, 70, 80], eps: '4/255', steps: 50, testN: 5000, testData: ['--dataset', `folder:${join(imagenet, 'val')}`] });
+    expect(plan.after).toHaveLength(12);
   });
 
   test('smoke and cpu presets dry-run too (TWINS fine-tunes the planned pre-training checkpoint)', () => {
