@@ -23,7 +23,11 @@ async function sanityChecks(model: AttackModel, x: Float32Array, y: Int32Array, 
   const per = grad.length / n;
   let zero = 0;
   for (let i = 0; i < n; i++) if (grad.subarray(i * per, (i + 1) * per).every((v) => v === 0)) zero++;
-  if (zero > n / 2) warnings.push(`${zero}/${n} examples have an all-zero input gradient (possible gradient masking)`);
+  // AutoAttack's check_zero_gradients: any such point makes gradient-based attacks unreliable there.
+  if (zero > 0) warnings.push(`${zero}/${n} examples have an all-zero input gradient (possible gradient masking)`);
+  // AutoAttack's check_randomized: a model whose outputs change between two identical calls needs EOT attacks.
+  const [first, second] = [await model.logits(x, n), await model.logits(x, n)];
+  if (first.some((v, i) => v !== second[i])) warnings.push('the model gives different outputs for the same input (randomised defence): use attacks with expectation over transformation');
   let softmaxRows = 0;
   for (let i = 0; i < n; i++) {
     const row = logits.subarray(i * k, (i + 1) * k);

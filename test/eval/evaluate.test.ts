@@ -69,6 +69,25 @@ describe('evaluate', () => {
     expect(await robustAt(5)).toBe(await robustAt(24));
   });
 
+  test('warns on a randomised model (outputs differ between identical calls) and on a single zero-gradient point', async () => {
+    const y = await predictedLabels(model, x, n);
+    let calls = 0;
+    const noisy: AttackModel = {
+      numClasses: model.numClasses, inputShape: model.inputShape,
+      logits: async (xs, m) => (await model.logits(xs, m)).map((v) => v + 1e-3 * (++calls % 7)),
+      lossGrad: (xs, m, loss) => model.lossGrad(xs, m, loss),
+    };
+    const r = await evaluate(noisy, dataset(x, y, shape, 5), { attack: null, batchSize: 24 });
+    expect(r.warnings.join('\n')).toMatch(/different outputs for the same input/);
+    // One example with an all-zero gradient is enough for a warning (AutoAttack's rule).
+    const oneFlat: AttackModel = {
+      numClasses: model.numClasses, inputShape: model.inputShape, logits: (xs, m) => model.logits(xs, m),
+      lossGrad: async (xs, m, loss) => { const g = await model.lossGrad(xs, m, loss); const grad = g.grad.slice(); grad.fill(0, 0, model.d); return { ...g, grad }; },
+    };
+    const flat = await evaluate(oneFlat, dataset(x, y, shape, 5), { attack: null, batchSize: 24 });
+    expect(flat.warnings.join('\n')).toMatch(/1\/24 examples have an all-zero input gradient/);
+  });
+
   test('warns on probabilities instead of logits and on all-zero input gradients', async () => {
     const y = await predictedLabels(model, x, n);
     const soft = await evaluate(new Masked(model, { softmax: true }), dataset(x, y, shape, 5), { attack: null, batchSize: 24 });
