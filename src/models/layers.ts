@@ -110,21 +110,31 @@ export class ModelBuilder {
     return this.b.op('Resize', [x, '', this.b.constant(makeTensor('float32', [4], [1, 1, s, s]))], { mode: 'linear', coordinate_transformation_mode: 'half_pixel' });
   }
 
+  /**
+   * How conv weights start: 'torch-default' is nn.Conv2d's own (kaiming-uniform, a = sqrt(5): U(+-1/sqrt(fan_in)));
+   * 'fan-out-normal' is N(0, 2/fan_out) with fan_out = cout*k*k, what torchvision's ResNets
+   * (kaiming_normal_, mode='fan_out') and RobustBench's WideResNet (normal_(0, sqrt(2/n))) set.
+   */
+  convInit: 'torch-default' | 'fan-out-normal' = 'torch-default';
+
   conv(x: string, name: string, cin: number, cout: number, k: number, opts: { stride?: number; pad?: number; bias?: boolean; groups?: number } = {}): string {
     const groups = opts.groups ?? 1;
     const fanIn = (cin / groups) * k * k;
-    const w = this.param(`${name}.weight`, [cout, cin / groups, k, k], this.uniform(1 / Math.sqrt(fanIn)), true, 'weight');
+    const init = this.convInit === 'fan-out-normal'
+      ? (rng: Rng, n: number) => rng.fillNormal(new Float32Array(n), Math.sqrt(2 / (cout * k * k)))
+      : this.uniform(1 / Math.sqrt(fanIn));
+    const w = this.param(`${name}.weight`, [cout, cin / groups, k, k], init, true, 'weight');
     const inputs = [x, w];
     if (opts.bias) inputs.push(this.param(`${name}.bias`, [cout], this.uniform(1 / Math.sqrt(fanIn)), true, 'bias'));
     const s = opts.stride ?? 1, p = opts.pad ?? 0;
     return this.b.op('Conv', inputs, { kernel_shape: [k, k], strides: [s, s], pads: [p, p, p, p], group: groups });
   }
 
-  /** nn.Linear: y = x W^T + b with W [out, in]. */
-  linear(x: string, name: string, fin: number, fout: number): string {
+  /** nn.Linear: y = x W^T + b with W [out, in]; `zeroBias` as RobustBench's WideResNet initialises its head. */
+  linear(x: string, name: string, fin: number, fout: number, opts: { zeroBias?: boolean } = {}): string {
     const bound = 1 / Math.sqrt(fin);
     const w = this.param(`${name}.weight`, [fout, fin], this.uniform(bound), true, 'weight');
-    const bias = this.param(`${name}.bias`, [fout], this.uniform(bound), true, 'bias');
+    const bias = this.param(`${name}.bias`, [fout], opts.zeroBias ? (_, n) => new Float32Array(n) : this.uniform(bound), true, 'bias');
     return this.b.op('Gemm', [x, w, bias], { transB: 1 });
   }
 
