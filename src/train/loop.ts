@@ -276,6 +276,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
     for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
       const te = Date.now();
       let lossSum = 0, correct = 0, seen = 0, lr = 0;
+      await rt.restartStateRuns(); // what ran before (the last validation) must not change this epoch: exact --resume
       const attacker = rt.trainingAttacker();
       for await (const batch of streamBatches(trainSet, { batchSize: cfg.batchSize, seed: cfg.seed, epoch, augment })) {
         if (twins && batch.n % 2 === 1) {

@@ -87,6 +87,17 @@ export class ModelRuntime implements AttackModel {
     return [...this.compiled.keys()];
   }
 
+  /**
+   * Start counting a state's runs afresh (dropping its compiled sessions): which session serves the next
+   * evaluation call then depends only on the calls after this point, not on what ran before in this state.
+   * The two sessions agree only to float32 rounding, and PGD's sign steps can amplify that, so a training
+   * loop calls this at every epoch start: epoch k+1 then sees the same sessions whether epoch k's validation
+   * ran in this process or the run was resumed from epoch k's checkpoint.
+   */
+  async restartStateRuns(): Promise<void> {
+    await this.releaseCompiled(this.stateVersion);
+  }
+
   /** Host copies of the state (for checkpoints). */
   getState(): Map<string, Tensor> {
     return new Map([...this.state].map(([k, v]) => [k, fromOrt(v)]));

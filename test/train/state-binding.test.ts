@@ -60,6 +60,13 @@ describe('compiled-state sessions', () => {
     await rt.trainStep(x, y, n, 0.1);
     await rt.logits(x, n);
     expect(rt.compiledGraphs).toEqual([]); // the new state starts counting again
+    await rt.logits(x, n);
+    expect(rt.compiledGraphs).toEqual(['eval']);
+    // An epoch start forgets the state's history: a resumed run, whose runtime is new, sees the same sessions.
+    await rt.restartStateRuns();
+    expect(rt.compiledGraphs).toEqual([]);
+    await rt.logits(x, n);
+    expect(rt.compiledGraphs).toEqual([]);
     await rt.release();
   });
 });
