@@ -120,6 +120,9 @@ export class CompiledGraph {
   private constructor(readonly session: ort.InferenceSession, readonly inputNames: readonly string[], readonly outputNames: readonly string[], readonly label: string) {}
 
   static async create(graphOrBytes: Graph | Uint8Array, opts: RuntimeOptions & { label?: string } = {}): Promise<CompiledGraph> {
+    if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 0)) {
+      throw new UserError(`--threads must be a whole number >= 0 (0: ONNX Runtime's default), got ${opts.threads}`);
+    }
     const ep = await resolveProvider(opts.ep ?? 'cpu', opts.log);
     const bytes = await sessionBytes(graphOrBytes, ep === 'cpu' && nchwcWanted(opts.nchwc));
     const label = opts.label ?? (graphOrBytes instanceof Uint8Array ? 'model' : graphOrBytes.name);

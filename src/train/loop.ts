@@ -24,7 +24,7 @@ import { writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
 import { ensureArtifacts, type ArtifactConfig, type Manifest as ArtifactsManifest } from './artifacts.js';
 import { sgdConfig, type SgdConfig } from './optimizer.js';
-import { perChannelValues, type Method, type TrainConfig } from './config.js';
+import { kebab, perChannelValues, type Method, type TrainConfig } from './config.js';
 import type { Tensor } from '../ir/tensor.js';
 import { initialState, ModelRuntime } from './runtime.js';
 import type { LossConfig } from './objectives.js';
@@ -64,12 +64,28 @@ function prepareRunDir(files: RunFiles, cfg: TrainConfig, resume: boolean): void
     const state = existsSync(files.result) ? 'a finished run' : 'an interrupted run (pass --resume to continue it)';
     throw new UserError(`${files.dir} already holds ${state}; choose another --out`);
   }
-  const old = JSON.parse(readFileSync(files.config, 'utf8')).train as Record<string, unknown>;
-  for (const [k, v] of Object.entries(cfg)) {
-    if (!RESUME_IGNORED.has(k) && JSON.stringify(old[k]) !== JSON.stringify(v)) {
-      throw new UserError(`--resume: ${k} was ${JSON.stringify(old[k])} in ${files.config} but is ${JSON.stringify(v)} now; resume with the same settings or use another --out`);
-    }
+  const old = readRunJson(files.config, 'train') as Record<string, unknown>;
+  const now = cfg as unknown as Record<string, unknown>;
+  // Every setting, the ones set then but not now included (an option left out must not silently change the run).
+  for (const k of new Set([...Object.keys(old), ...Object.keys(now)])) {
+    if (RESUME_IGNORED.has(k) || JSON.stringify(old[k]) === JSON.stringify(now[k])) continue;
+    const was = old[k] === undefined ? 'not set' : `${JSON.stringify(old[k])}`;
+    const is = now[k] === undefined ? 'is not set now' : `is ${JSON.stringify(now[k])} now`;
+    throw new UserError(`--resume: ${k} was ${was} in ${files.config} but ${is}; resume with the same settings (--${kebab(k)}) or use another --out`);
   }
+}
+
+/** A run directory's JSON file (`key` inside it), with a one-line error when it is damaged. */
+function readRunJson(path: string, key: string): unknown {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${path} is damaged (${(e as Error).message}); restore it or start the run again with another --out`);
+  }
+  const v = (parsed as Record<string, unknown> | null)?.[key];
+  if (!v || typeof v !== 'object') throw new UserError(`${path} has no "${key}" section; restore it or start the run again with another --out`);
+  return v;
 }
 
 export function modelSpecFor(cfg: Pick<TrainConfig, 'arch' | 'width' | 'depth' | 'activation' | 'inputResize' | 'mean' | 'std'>, ds: Dataset): ModelSpec {
@@ -262,6 +278,9 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
     const state = imported ? withZeroMomentum(imported.state, artifacts.manifest) : cfg.init ? fineTuneState(cfg.init, artifacts.manifest, cfg.seed) : initialState(artifacts.manifest, cfg.seed);
     rt = new ModelRuntime(artifacts, state, { ep: cfg.ep, threads: cfg.threads });
   }
+  // The train step's session exists before the run directory says a run is in it: a run that cannot start
+  // (an unavailable --ep, bad --threads) leaves nothing that would block the corrected command.
+  await rt.prepare();
   writeFileAtomic(files.config, JSON.stringify({ train: cfg, model: spec, artifacts: artifacts.manifest.key, ...provenance() }, null, 2));
   writeFileAtomic(files.metrics, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
 
@@ -341,5 +360,12 @@ function methodSettings(cfg: TrainConfig): Record<string, unknown> {
 
 export function readMetrics(path: string): EpochMetrics[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as EpochMetrics);
+  return readFileSync(path, 'utf8').split('\n').map((l, i) => {
+    if (!l.trim()) return undefined;
+    try {
+      return JSON.parse(l) as EpochMetrics;
+    } catch {
+      throw new UserError(`${path}: line ${i + 1} is not a metrics record; remove it (or restore the file) and resume again`);
+    }
+  }).filter((m): m is EpochMetrics => m !== undefined);
 }

@@ -87,6 +87,11 @@ export class ModelRuntime implements AttackModel {
     return [...this.compiled.keys()];
   }
 
+  /** Create the train step's session now (it is otherwise made on the first step): set-up errors surface here. */
+  async prepare(): Promise<void> {
+    await this.session('train_step');
+  }
+
   /**
    * Start counting a state's runs afresh (dropping its compiled sessions): which session serves the next
    * evaluation call then depends only on the calls after this point, not on what ran before in this state.

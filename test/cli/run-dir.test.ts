@@ -1,0 +1,54 @@
+// A run directory is never silently changed by a wrong command: --resume refuses any setting that differs
+// from the recorded one (also an option left out), damaged run files are one-line errors, and a run that
+// cannot start leaves nothing that blocks the corrected command.
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+
+const tiny = ['--arch', 'small-cnn', '--width', '4', '--method', 'standard', '--epochs', '1', '--val-limit', '20', '--batch-size', '50'];
+const oneLine = (stderr: string) => {
+  expect(stderr.trim().split('\n'), stderr).toHaveLength(1);
+  expect(stderr).not.toMatch(/\n\s+at /);
+};
+
+describe('run directories', () => {
+  test('--resume with an option left out (or changed) is refused and config.json is left as it was', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'advrun-rundir-')), 'r');
+    expect(runCli(['train', ...tiny, '--limit', '100', '--out', out]).code).toBe(0);
+    const config = readFileSync(join(out, 'config.json'));
+    const dropped = runCli(['train', ...tiny, '--out', out, '--resume']);
+    expect(dropped.code).toBe(2);
+    expect(dropped.stderr).toMatch(/--resume: limit was 100 in .*config\.json but is not set now; resume with the same settings \(--limit\)/);
+    oneLine(dropped.stderr);
+    const changed = runCli(['train', ...tiny, '--limit', '100', '--classes', '0-4', '--out', out, '--resume']);
+    expect(changed.stderr).toMatch(/--resume: classes was not set in .* but is "0-4" now/);
+    expect(readFileSync(join(out, 'config.json')).equals(config)).toBe(true);
+  });
+
+  test('damaged run files on --resume are one-line errors naming the file', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'advrun-rundir-')), 'r');
+    expect(runCli(['train', ...tiny, '--limit', '100', '--out', out]).code).toBe(0);
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8');
+    writeFileSync(join(out, 'metrics.jsonl'), `${metrics}{junk\n`);
+    const junk = runCli(['train', ...tiny, '--limit', '100', '--out', out, '--resume']);
+    expect(junk.stderr).toMatch(/metrics\.jsonl: line 2 is not a metrics record/);
+    oneLine(junk.stderr);
+    writeFileSync(join(out, 'config.json'), '{bad');
+    const bad = runCli(['train', ...tiny, '--limit', '100', '--out', out, '--resume']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/config\.json is damaged/);
+    oneLine(bad.stderr);
+  });
+
+  test('a run that cannot start (bad --threads) leaves no run behind: the corrected command works', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'advrun-rundir-')), 'r');
+    const bad = runCli(['train', ...tiny, '--limit', '100', '--threads', '-3', '--out', out]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--threads must be a whole number >= 0/);
+    oneLine(bad.stderr);
+    expect(existsSync(join(out, 'config.json'))).toBe(false);
+    expect(runCli(['train', ...tiny, '--limit', '100', '--out', out]).code).toBe(0);
+  });
+});
