@@ -9,7 +9,7 @@ import { loadOnnxFile, graphToModelProto } from '../onnx/io.js';
 import { ensureArtifacts } from '../train/artifacts.js';
 import { crossEntropy } from '../train/losses.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { checkOutputFile, writeFileAtomic } from '../util/fs.js';
 import { sgdConfig } from '../train/optimizer.js';
 import { modelSpecFrom, withModelOptions, withOptimizerOptions } from './options.js';
 
@@ -20,9 +20,11 @@ const gradCommand: CommandModule = {
     .option('model', { type: 'string', demandOption: true, describe: 'an ONNX classifier (first input: images, first output: logits)' })
     .option('wrt', { choices: ['input', 'params'] as const, default: 'input' as const, describe: 'differentiate with respect to the input images or every float initializer' })
     .option('loss', { choices: ['ce'] as const, default: 'ce' as const, describe: 'mean cross-entropy against int64 `labels`' })
-    .option('out', { type: 'string', demandOption: true, describe: 'output .onnx path' }),
+    .option('out', { type: 'string', demandOption: true, describe: 'output .onnx path (never the input; an existing file only with --force)' })
+    .option('force', { type: 'boolean', default: false, describe: 'replace an existing --out file' }),
   handler: (argv) => {
-    const a = argv as unknown as { model: string; wrt: 'input' | 'params'; out: string };
+    const a = argv as unknown as { model: string; wrt: 'input' | 'params'; out: string; force: boolean };
+    checkOutputFile(a.out, [a.model], a.force);
     const g = loadOnnxFile(a.model);
     if (g.inputs.length === 0 || g.outputs.length === 0) throw new UserError(`${a.model} has no inputs or no outputs`);
     const image = g.inputs[0]!;

@@ -3,7 +3,7 @@
 
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { isUserFacing } from '../util/errors.js';
+import { fileSystemMessage, isUserFacing } from '../util/errors.js';
 import { graphsCommand } from './graphs.js';
 import { benchCommand } from './bench.js';
 import { trainCommand } from './train.js';
@@ -50,6 +50,11 @@ async function main(): Promise<void> {
 main().catch((e: unknown) => {
   if (isUserFacing(e)) {
     process.stderr.write(`advrun: ${e.message}\n`);
+    process.exit(2);
+  }
+  const fsMessage = fileSystemMessage(e);
+  if (fsMessage) {
+    process.stderr.write(`advrun: ${fsMessage}\n`);
     process.exit(2);
   }
   process.stderr.write(`advrun: internal error: ${e instanceof Error ? e.stack : String(e)}\n`);

@@ -11,7 +11,7 @@ import { withArchOptions } from '../interop/load.js';
 import { FD_REL_DEFAULT, HVP_MODES, measureSharpness, type HvpMode } from '../methods/sharpness.js';
 import { buildModel } from '../models/index.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { checkOutputFile, writeFileAtomic } from '../util/fs.js';
 import { provenance } from '../util/provenance.js';
 import { loadChosenDataset, openForDataset, resolveDataChoice } from './load-model.js';
 import { interactive } from './progress.js';
@@ -47,6 +47,7 @@ export const sharpnessCommand: CommandModule = {
     }
     if (!(a.fdRel > 0)) throw new UserError(`--fd-rel must be positive, got ${a.fdRel}`);
     if (!(a.tol >= 0)) throw new UserError(`--tol must be >= 0, got ${a.tol}`);
+    if (a.out) checkOutputFile(a.out, [a.model], true); // its directory now, not after the computation
     // The images the model was trained on: without what its run held out (an advrun checkpoint records it).
     const choice = resolveDataChoice(a.model, { dataset: a.dataset, dataDir: a.dataDir, classes: a.classes, split: 'train', val: a.val, trainAsSeen: true });
     const ds = await loadChosenDataset(choice);

@@ -3,7 +3,7 @@
 // first n examples of the split that every target classifies correctly. Writes transfer.csv,
 // transfer.md and transfer.json into --out.
 
-import { readFileSync, realpathSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
@@ -56,6 +56,7 @@ export const transferCommand: CommandModule = {
     const a = argv as any;
     const surrogatePaths = list(a.surrogates, 'surrogates');
     const targetPaths = list(a.targets, 'targets');
+    mkdirSync(resolve(a.out), { recursive: true }); // an unusable --out fails now, not after the attacks
     const norm = a.norm as Norm;
     const epsText = a.eps ?? DEFAULT_EPS[norm];
     const eps = parseFraction(epsText, 'eps');

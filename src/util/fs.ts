@@ -1,8 +1,8 @@
 // Atomic file writes: write a temp file in the same directory, fsync, then rename over the target,
 // so a reader never sees a half-written checkpoint, result or artifact, even if the process dies.
 
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname, basename, join, resolve } from 'node:path';
 import { UserError } from './errors.js';
 
 export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8Array[]): void {
@@ -50,4 +50,18 @@ export function readInputFile(path: string): Buffer {
   } catch (e) {
     throw cannotRead(path, e);
   }
+}
+
+/**
+ * Checks an output file the user named before any work is done: never one of the command's inputs, an
+ * existing file only with `force` (--force), and its directory created now (a path under a file fails here,
+ * not after the computation).
+ */
+export function checkOutputFile(out: string, inputs: string[], force: boolean): void {
+  const target = resolve(out);
+  const same = (a: string) => resolve(a) === target || (existsSync(a) && existsSync(target) && realpathSync(a) === realpathSync(target));
+  const input = inputs.find(same);
+  if (input !== undefined) throw new UserError(`--out ${out} is the input ${input}; writing it would destroy the input, choose another --out`);
+  if (existsSync(target) && !force) throw new UserError(`${out} already exists; pass --force to replace it, or choose another --out`);
+  mkdirSync(dirname(target), { recursive: true });
 }

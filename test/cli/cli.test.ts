@@ -50,6 +50,23 @@ describe('advrun CLI', () => {
     writeFileSync(cfg, 'epochz: 3\n');
     expectUserError(runCli(['train', '--out', out, '--config', cfg]), /unknown key "epochz" \(did you mean "epochs"\?\)/);
     expect(existsSync(out)).toBe(false);
+    // An --out under a file: one line naming the path, for every command that writes.
+    expectUserError(runCli(['train', '--out', join(cfg, 'run'), '--epochs', '1', '--limit', '64', '--width', '4']), /cannot write .*c\.yaml\/run: a part of the path is a file/);
+  });
+
+  test('export and graphs grad never overwrite their input, and an existing file only with --force', () => {
+    const dir = tmp();
+    const ck = join(dir, 'm.safetensors');
+    const exported = join(dir, 'm.onnx');
+    expect(runCli(['train', '--out', join(dir, 'run'), '--epochs', '1', '--limit', '64', '--width', '4', '--val-limit', '20']).code).toBe(0);
+    writeFileSync(ck, readFileSync(join(dir, 'run', 'checkpoint.safetensors')));
+    const before = readFileSync(ck);
+    expectUserError(runCli(['export', '--model', ck, '--format', 'safetensors', '--out', ck, '--force']), /--out .*m\.safetensors is the input/);
+    expect(readFileSync(ck).equals(before)).toBe(true);
+    expect(runCli(['export', '--model', ck, '--format', 'onnx', '--out', exported]).code).toBe(0);
+    expectUserError(runCli(['export', '--model', ck, '--format', 'onnx', '--out', exported]), /m\.onnx already exists; pass --force/);
+    expect(runCli(['export', '--model', ck, '--format', 'onnx', '--out', exported, '--force']).code).toBe(0);
+    expectUserError(runCli(['graphs', 'grad', '--model', exported, '--out', exported]), /is the input/);
   });
 
   test('an unavailable execution provider is an error naming the fix, never a silent CPU run', () => {
@@ -77,7 +94,7 @@ describe('advrun CLI', () => {
     const outP = join(tmp(), 'gp.onnx');
     expect(runCli(['graphs', 'grad', '--model', join(FIX, 'small_cnn.onnx'), '--wrt', 'params', '--out', outP]).code).toBe(0);
     expect(loadOnnxFile(outP).outputs).toContain('grad_conv1.weight');
-    expectUserError(runCli(['graphs', 'grad', '--model', join(FIX, 'README.md'), '--out', outP]), /README\.md is not a valid ONNX model/);
+    expectUserError(runCli(['graphs', 'grad', '--model', join(FIX, 'README.md'), '--out', join(tmp(), 'fresh.onnx')]), /README\.md is not a valid ONNX model/);
   });
 
   test('graphs build writes the artifacts once and reuses them while nothing changes', () => {
