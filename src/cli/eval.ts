@@ -5,7 +5,7 @@ import { ATTACK_NAMES, defaultRandomStart } from '../attacks/index.js';
 import type { Split } from '../data/index.js';
 import { evaluate } from '../eval/evaluate.js';
 import { withArchOptions } from '../interop/load.js';
-import { withEvalRunOptions } from './options.js';
+import { wholeNumber, withEvalRunOptions } from './options.js';
 import { parseFraction } from '../train/config.js';
 import { UserError } from '../util/errors.js';
 import { provenance } from '../util/provenance.js';
@@ -20,7 +20,7 @@ export const evalCommand: CommandModule = {
     .option('data-dir', { type: 'string' })
     .option('classes', { type: 'string', describe: "class subset (default: the checkpoint's)" })
     .option('split', { choices: ['test', 'train', 'val'] as const, default: 'test' as const })
-    .option('limit', { type: 'number', describe: 'evaluate the first N examples' })
+    .option('limit', { type: 'number', describe: 'evaluate the first N examples', coerce: wholeNumber('limit') })
     .option('attack', { choices: [...ATTACK_NAMES, 'none'], default: 'pgd' })
     .option('eps', { type: 'string', default: '0.1', describe: 'budget in pixels, e.g. 0.1 or 8/255' })
     .option('norm', { choices: ['linf', 'l2'] as const, default: 'linf' as const })

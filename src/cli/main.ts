@@ -16,20 +16,20 @@ import { transferCommand } from './transfer.js';
 import { sharpnessCommand } from './sharpness.js';
 import { VERSION } from '../version.js';
 
+const COMMANDS = [trainCommand, evalCommand, reproduceCommand, graphsCommand, benchCommand, exportCommand, compareCommand, gridCommand, transferCommand, sharpnessCommand];
+const COMMAND_NAMES = COMMANDS.map((c) => String(c.command).split(' ')[0]!);
+
+/** Where a usage error's --help is: the command's own when the first word is a command, else the top level. */
+function helpHint(): string {
+  const first = process.argv[2];
+  return first && COMMAND_NAMES.includes(first) ? `advrun ${first} --help` : 'advrun --help';
+}
+
 async function main(): Promise<void> {
   await yargs(hideBin(process.argv))
     .scriptName('advrun')
     .usage('$0 <command> [options]\n\nAdversarial-robustness experiments on ONNX Runtime.')
-    .command(trainCommand)
-    .command(evalCommand)
-    .command(reproduceCommand)
-    .command(graphsCommand)
-    .command(benchCommand)
-    .command(exportCommand)
-    .command(compareCommand)
-    .command(gridCommand)
-    .command(transferCommand)
-    .command(sharpnessCommand)
+    .command(COMMANDS)
     .demandCommand(1, 'name a command (see advrun --help)')
     .strict()
     // A repeated option takes its last value, as in most command lines (not an array).
@@ -39,9 +39,10 @@ async function main(): Promise<void> {
     .alias('h', 'help')
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
-      if (err) throw err;
+      // yargs reports an option's own check (a `coerce` that threw) as a YError: a usage error like the rest.
+      if (err && err.name !== 'YError') throw err;
       // Bad usage (unknown option, missing value): one line naming the problem and where to look.
-      process.stderr.write(`advrun: ${msg} (see \`advrun ${process.argv[2] && !process.argv[2].startsWith('-') ? process.argv[2] + ' ' : ''}--help\`)\n`);
+      process.stderr.write(`advrun: ${msg} (see \`${helpHint()}\`)\n`);
       process.exit(2);
     })
     .parseAsync();

@@ -27,11 +27,21 @@ export function withOptimizerOptions<T>(y: Argv<T>) {
 }
 
 /** The trailing options of the evaluating commands (eval, compare): batch size, execution provider, threads, --json. */
+/** yargs `coerce` for a whole-number option: `min` 1 (a count) or 0 (threads: 0 = ONNX Runtime's default). */
+export function wholeNumber(name: string, min: 0 | 1 = 1) {
+  return (v: unknown) => {
+    if (v === undefined) return v;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new UserError(`--${name} must be a whole number >= ${min}, got ${String(v)}`);
+    return n;
+  };
+}
+
 export function withEvalRunOptions<T>(y: Argv<T>) {
   return y
-    .option('batch-size', { type: 'number', default: 256 })
+    .option('batch-size', { type: 'number', default: 256, coerce: wholeNumber('batch-size') })
     .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const })
-    .option('threads', { type: 'number', default: 0 })
+    .option('threads', { type: 'number', default: 0, coerce: wholeNumber('threads', 0) })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' });
 }
 

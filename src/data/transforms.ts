@@ -121,7 +121,7 @@ function valCount(val: number, n: number): number {
   const k = val > 0 && val < 1 ? Math.round(val * n) : val;
   if (!Number.isInteger(k) || k < 1 || k >= n) {
     throw new UserError(
-      `--val ${val}: must be a fraction in (0, 1) or a whole count in 1..${n - 1} (the training set has ${n} examples)`,
+      `validation split ${val}: must be a fraction in (0, 1) or a whole count in 1..${n - 1} (the training set has ${n} examples)`,
     );
   }
   return k;

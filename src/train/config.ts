@@ -104,6 +104,9 @@ export function parseFraction(text: string | number, what: string): number {
 export const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
+/** Options that say where and how a run is written, not what it computes: command line only. */
+const COMMAND_LINE_ONLY = ['out', 'config', 'resume', 'json'];
+
 /** Read a YAML/JSON config file; unknown keys are an error naming the nearest valid key. */
 export function readConfigFile(path: string, validKeys: readonly string[]): Record<string, unknown> {
   let text: string;
@@ -123,6 +126,7 @@ export function readConfigFile(path: string, validKeys: readonly string[]): Reco
   const valid = validKeys.map(camel);
   for (const [k, v] of Object.entries(obj)) {
     const key = camel(k);
+    if (COMMAND_LINE_ONLY.includes(key)) throw new UserError(`config file ${path}: "${k}" is given on the command line (--${kebab(key)}), not in a config file`);
     if (!valid.includes(key)) throw new UserError(`config file ${path}: unknown key "${k}" (did you mean "${kebab(closest(key, valid))}"?)`);
     out[key] = v;
   }

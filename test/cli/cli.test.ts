@@ -50,6 +50,12 @@ describe('advrun CLI', () => {
     writeFileSync(cfg, 'epochz: 3\n');
     expectUserError(runCli(['train', '--out', out, '--config', cfg]), /unknown key "epochz" \(did you mean "epochs"\?\)/);
     expect(existsSync(out)).toBe(false);
+    expectUserError(runCli(['eval', '--model', 'm.safetensors', '--limit', '0']), /--limit must be a whole number >= 1, got 0 \(see `advrun eval --help`\)/);
+    expectUserError(runCli(['eval', '--model', 'm.safetensors', '--batch-size', 'abc']), /--batch-size must be a whole number >= 1, got NaN/);
+    expectUserError(runCli(['eval', '--model', 'm.safetensors', '--threads', '-3']), /--threads must be a whole number >= 0, got -3/);
+    expectUserError(runCli(['frobnicate']), /Unknown argument: frobnicate \(see `advrun --help`\)/);
+    writeFileSync(cfg, 'out: somewhere\n');
+    expectUserError(runCli(['train', '--out', out, '--config', cfg]), /"out" is given on the command line \(--out\), not in a config file/);
     // An --out under a file: one line naming the path, for every command that writes.
     expectUserError(runCli(['train', '--out', join(cfg, 'run'), '--epochs', '1', '--limit', '64', '--width', '4']), /cannot write .*c\.yaml\/run: a part of the path is a file/);
   });

@@ -79,9 +79,9 @@ describe('train/val split', () => {
   });
 
   test('bad sizes are UserErrors', async () => {
-    await expectUserError(() => splitTrainVal(ds, { val: 200 }), /--val 200: .*1\.\.199/);
-    await expectUserError(() => splitTrainVal(ds, { val: 1.5 }), /--val 1\.5/);
-    await expectUserError(() => splitTrainVal(ds, { val: 0 }), /--val 0/);
+    await expectUserError(() => splitTrainVal(ds, { val: 200 }), /validation split 200: .*1\.\.199/);
+    await expectUserError(() => splitTrainVal(ds, { val: 1.5 }), /validation split 1\.5/);
+    await expectUserError(() => splitTrainVal(ds, { val: 0 }), /validation split 0/);
   });
 });
 
