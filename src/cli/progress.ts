@@ -4,12 +4,18 @@
 import cliProgress from 'cli-progress';
 import type { EpochMetrics, Reporter } from '../train/loop.js';
 
+/** CI=true (or any value but "", "0", "false"), as CI services set it. */
+function inCi(): boolean {
+  const ci = process.env.CI?.trim().toLowerCase();
+  return ci !== undefined && ci !== '' && ci !== '0' && ci !== 'false';
+}
+
 export function interactive(json: boolean): boolean {
-  return !json && !!process.stderr.isTTY && !process.env.CI;
+  return !json && !!process.stderr.isTTY && !inCi();
 }
 
 export function quiet(json: boolean): boolean {
-  return json || !!process.env.CI;
+  return json || inCi();
 }
 
 export function trainReporter(json: boolean): Reporter {

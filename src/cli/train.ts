@@ -77,6 +77,13 @@ export const trainCommand: CommandModule = {
   handler: async (argv) => {
     const a = argv as Record<string, unknown>;
     const cfg: TrainConfig = resolveTrainConfig(mergeConfig(a, TRAIN_KEYS.map(camel)) as Partial<TrainConfig>);
+    // Every file is written atomically, so stopping at once is safe; say how to continue.
+    for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      process.once(sig, () => {
+        process.stderr.write(`advrun: interrupted; ${String(a.out)} keeps the last finished epoch: run the same command with --resume to continue\n`);
+        process.exit(code);
+      });
+    }
     const outcome = await train(cfg, { out: String(a.out), resume: !!a.resume, graphsDir: GRAPHS_DIR, reporter: trainReporter(!!a.json) });
     const last = outcome.metrics[outcome.metrics.length - 1]!;
     if (a.json) console.log(JSON.stringify({ out: outcome.files.dir, seconds: outcome.seconds, best_epoch: outcome.bestEpoch, final: last }));
