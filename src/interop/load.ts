@@ -123,6 +123,10 @@ function detectFromBytes(path: string, bytes: Buffer): DetectedModel {
 /** A model file's container format from its first bytes (`head`) and size, or the one-line error for anything else. */
 function formatOf(path: string, head: Uint8Array, size: number): DetectedModel['format'] {
   if (looksLikeSafetensors(head, size)) return 'safetensors';
+  // A safetensors start (header length, then '{') whose header runs past the end of the file: cut short.
+  if (head.length >= 9 && head[8] === 0x7b && extname(path).toLowerCase() === '.safetensors') {
+    throw new UserError(`${path} is a truncated safetensors file (its header alone needs ${Buffer.from(head.buffer, head.byteOffset, 8).readBigUInt64LE(0) + 8n} bytes, the file has ${size}); copy it again`);
+  }
   if (isZip(head) || (head[0] === 0x80 && head[1] === 0x02)) return 'pt';
   if (extname(path).toLowerCase() === '.onnx' || head[0] === 0x08) return 'onnx';
   throw new UserError(`${path} is neither an advrun checkpoint, a PyTorch checkpoint (.pt zip or .safetensors) nor an ONNX model (.onnx)`);

@@ -73,6 +73,10 @@ describe('advrun CLI', () => {
     expectUserError(runCli(['export', '--model', ck, '--format', 'onnx', '--out', exported]), /m\.onnx already exists; pass --force/);
     expect(runCli(['export', '--model', ck, '--format', 'onnx', '--out', exported, '--force']).code).toBe(0);
     expectUserError(runCli(['graphs', 'grad', '--model', exported, '--out', exported]), /is the input/);
+    // A checkpoint cut short inside its header is named as such (not "does not record its dataset").
+    const cut = join(dir, 'cut.safetensors');
+    writeFileSync(cut, before.subarray(0, 100));
+    expectUserError(runCli(['eval', '--model', cut]), /cut\.safetensors is a truncated safetensors file/);
   });
 
   test('an unavailable execution provider is an error naming the fix, never a silent CPU run', () => {
