@@ -42,12 +42,13 @@ describe('detectModelKind', () => {
     const text = join(dir, 'notes.txt');
     writeFileSync(text, 'not a model at all');
     expect(() => checkModelFile(text)).toThrow(/notes\.txt is neither an advrun checkpoint, a PyTorch checkpoint/);
-    // A safetensors header longer than the file is no safetensors file.
-    const cut = join(dir, 'cut.safetensors');
+    // A safetensors header longer than the file: a .safetensors file cut short; under another name, no model.
     const header = Buffer.alloc(12);
     header.writeBigUInt64LE(1000n, 0);
     header[8] = 0x7b;
-    writeFileSync(cut, header);
-    expect(() => checkModelFile(cut)).toThrow(/is neither/);
+    writeFileSync(join(dir, 'cut.safetensors'), header);
+    expect(() => checkModelFile(join(dir, 'cut.safetensors'))).toThrow(/cut\.safetensors is a truncated safetensors file \(its header alone needs 1008 bytes, the file has 12\)/);
+    writeFileSync(join(dir, 'cut.bin'), header);
+    expect(() => checkModelFile(join(dir, 'cut.bin'))).toThrow(/is neither/);
   });
 });
