@@ -3,12 +3,7 @@
 
 import cliProgress from 'cli-progress';
 import type { EpochMetrics, Reporter } from '../train/loop.js';
-
-/** CI=true (or any value but "", "0", "false"), as CI services set it. */
-function inCi(): boolean {
-  const ci = process.env.CI?.trim().toLowerCase();
-  return ci !== undefined && ci !== '' && ci !== '0' && ci !== 'false';
-}
+import { inCi } from '../util/ci.js';
 
 export function interactive(json: boolean): boolean {
   return !json && !!process.stderr.isTTY && !inCi();

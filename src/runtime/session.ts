@@ -9,6 +9,7 @@ import { type DType, type Tensor, type TensorData } from '../ir/tensor.js';
 import { graphToModelProto, modelProtoToGraph } from '../onnx/io.js';
 import { lowerConvsToNchwc, nchwcBlockSize, nchwcWanted } from './nchwc.js';
 import { newGraph } from '../ir/builder.js';
+import { inCi } from '../util/ci.js';
 import { UserError } from '../util/errors.js';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './providers.js';
 
@@ -69,14 +70,23 @@ const FIX: Record<string, string> = {
   webgpu: 'WebGPU needs a GPU adapter visible to onnxruntime-node; use --ep cpu on machines without one',
 };
 
+/** --ep auto's choice: probed once per process (every session would otherwise probe again) and said once. */
+let autoChoice: Promise<'cpu' | 'cuda' | 'webgpu'> | undefined;
+
+/** Where --ep auto says what it chose when the caller gives no log: stderr, unless in CI. */
+const stderrNote = (m: string) => { if (!inCi()) process.stderr.write(`advrun: ${m}\n`); };
+
 export async function resolveProvider(ep: ExecutionProvider = 'cpu', log?: (m: string) => void): Promise<'cpu' | 'cuda' | 'webgpu'> {
   if (ep === 'cpu') return 'cpu';
   if (ep === 'auto') {
-    for (const cand of ['cuda', 'webgpu'] as const) {
-      if ((await providerWorks(cand)).ok) { log?.(`--ep auto: using ${cand}`); return cand; }
-    }
-    log?.('--ep auto: no GPU provider is available, using cpu');
-    return 'cpu';
+    autoChoice ??= (async () => {
+      for (const cand of ['cuda', 'webgpu'] as const) {
+        if ((await providerWorks(cand)).ok) { (log ?? stderrNote)(`--ep auto: using ${cand}`); return cand; }
+      }
+      (log ?? stderrNote)('--ep auto: no GPU provider is available, using cpu');
+      return 'cpu' as const;
+    })();
+    return autoChoice;
   }
   if (ep !== 'cuda' && ep !== 'webgpu') throw new UserError(`unknown execution provider "${ep}"; use ${EXECUTION_PROVIDERS.join(', ')}`);
   const probe = await providerWorks(ep);
