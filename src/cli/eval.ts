@@ -43,7 +43,7 @@ export const evalCommand: CommandModule = {
         randomStart: a.randomStart ?? defaultRandomStart(a.attack), restarts: a.restarts, nQueries: a.nQueries, seed: a.seed, batchSize: a.batchSize, limit: a.limit,
       });
       for (const w of r.warnings) process.stderr.write(`advrun: warning: ${w}\n`);
-      const out = { clean_acc: r.clean_acc, robust_acc: r.robust_acc, n: r.n, attack: r.attack, model: a.model, arch: spec.arch, dataset: ds.name, split: a.split, seed: a.seed, bn_mode: 'eval', seconds: r.seconds, warnings: r.warnings, ...provenance() };
+      const out = { clean_acc: r.clean_acc, robust_acc: r.robust_acc, n: r.n, attack: r.attack, model: a.model, arch: spec.arch, dataset: ds.name, split: a.split, classes: ds.originalClassIds, seed: a.seed, bn_mode: 'eval', seconds: r.seconds, warnings: r.warnings, ...provenance() };
       if (a.json) console.log(JSON.stringify(out));
       else console.log(`${ds.name} ${a.split} n=${r.n}: clean ${(100 * r.clean_acc).toFixed(2)}%${r.robust_acc === null ? '' : `, ${a.attack} ${(100 * r.robust_acc).toFixed(2)}% (eps ${eps}, ${a.norm})`}`);
     } finally {

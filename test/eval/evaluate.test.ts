@@ -74,7 +74,7 @@ describe('evaluate', () => {
     let calls = 0;
     const noisy: AttackModel = {
       numClasses: model.numClasses, inputShape: model.inputShape,
-      logits: async (xs, m) => (await model.logits(xs, m)).map((v) => v + 1e-3 * (++calls % 7)),
+      logits: async (xs, m) => (await model.logits(xs, m)).map((v) => v + 0.05 * (++calls % 7)),
       lossGrad: (xs, m, loss) => model.lossGrad(xs, m, loss),
     };
     const r = await evaluate(noisy, dataset(x, y, shape, 5), { attack: null, batchSize: 24 });
