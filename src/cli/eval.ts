@@ -19,7 +19,7 @@ export const evalCommand: CommandModule = {
     .option('dataset', { type: 'string', describe: "dataset (default: the checkpoint's training dataset)" })
     .option('data-dir', { type: 'string' })
     .option('classes', { type: 'string', describe: "class subset (default: the checkpoint's)" })
-    .option('split', { choices: ['test', 'train', 'val'] as const, default: 'test' as const })
+    .option('split', { choices: ['test', 'train', 'val'] as const, default: 'test' as const, describe: "test; train: the whole training file (the part a run held out included); val: the part the checkpoint's run held out (its --val-split)" })
     .option('limit', { type: 'number', describe: 'evaluate the first N examples', coerce: wholeNumber('limit') })
     .option('attack', { choices: [...ATTACK_NAMES, 'none'], default: 'pgd' })
     .option('eps', { type: 'string', default: '0.1', describe: 'budget in pixels, e.g. 0.1 or 8/255' })
