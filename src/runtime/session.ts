@@ -1,7 +1,9 @@
 // ONNX Runtime execution: sessions are created once per graph and reused for every step.
 // Execution providers are chosen explicitly; an unavailable one is an error, never a silent CPU run.
 
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { GraphError, type Graph } from '../ir/graph.js';
@@ -51,18 +53,31 @@ const ORT_DTYPE: Record<DType, ort.Tensor.Type> = {
 export async function providerWorks(ep: 'cpu' | 'cuda' | 'webgpu'): Promise<{ ok: boolean; reason?: string }> {
   const listed = ort.listSupportedBackends().find((b) => b.name === ep);
   if (!listed) return { ok: false, reason: `onnxruntime-node ${ort.env.versions.node} on this platform has no ${ep} provider` };
+  // A one-node model: creating a session is the only reliable availability check.
+  const { graph, b } = newGraph('probe');
+  const x = graph.addInput('x', 'float32', [1]);
+  graph.markOutput(b.relu(x));
+  const model = graphToModelProto(graph);
+  // WebGPU's native layer (Dawn) prints its adapter search to stderr whatever the log level: probe it in a
+  // child process, whose output is kept out of advrun's.
+  if (ep === 'webgpu') return probeInChild(ep, model);
   try {
-    // A one-node model: creating a session is the only reliable availability check.
-    const { graph, b } = newGraph('probe');
-    const x = graph.addInput('x', 'float32', [1]);
-    graph.markOutput(b.relu(x));
     // Severity 4 (fatal only): a missing provider library is the expected answer here, not a log line.
-    const s = await ort.InferenceSession.create(graphToModelProto(graph), { executionProviders: [ep], logSeverityLevel: 4 });
+    const s = await ort.InferenceSession.create(model, { executionProviders: [ep], logSeverityLevel: 4 });
     await s.release();
     return { ok: true };
   } catch (e) {
     return { ok: false, reason: (e as Error).message.split('\n')[0] };
   }
+}
+
+function probeInChild(ep: string, model: Uint8Array): { ok: boolean; reason?: string } {
+  const script = `const ort = require(${JSON.stringify(createRequire(import.meta.url).resolve('onnxruntime-node'))});
+    ort.InferenceSession.create(Buffer.from(process.argv[1], 'base64'), { executionProviders: [process.argv[2]], logSeverityLevel: 4 })
+      .then((s) => s.release()).then(() => process.stdout.write('ok'), (e) => process.stdout.write(String(e.message).split('\\n')[0]));`;
+  const r = spawnSync(process.execPath, ['-e', script, Buffer.from(model).toString('base64'), ep], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60_000 });
+  const out = (r.stdout ?? '').trim();
+  return out === 'ok' ? { ok: true } : { ok: false, reason: out || `the probe process ended with ${r.signal ?? `code ${r.status}`}` };
 }
 
 const FIX: Record<string, string> = {

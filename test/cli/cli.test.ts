@@ -83,6 +83,9 @@ describe('advrun CLI', () => {
     const r = runCli(['train', '--out', join(tmp(), 'r'), '--ep', 'cuda', '--epochs', '1', '--limit', '64', '--width', '4']);
     if (r.code === 0) return; // a machine with CUDA: it ran on CUDA
     expectUserError(r, /--ep cuda is not available .*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+    // WebGPU without an adapter: still one line (the native adapter search prints nothing of advrun's stderr).
+    const w = runCli(['train', '--out', join(tmp(), 'w'), '--ep', 'webgpu', '--epochs', '1', '--limit', '64', '--width', '4']);
+    if (w.code !== 0) expectUserError(w, /--ep webgpu is not available/);
   });
 
   test('graphs grad writes a standalone model whose input gradient matches PyTorch', async () => {
