@@ -24,7 +24,8 @@
 // - restarts 1, loss 'ce'.
 // Loss 'kl' is TRADES' inner maximisation (Zhang et al. 2019): KL(p_clean || softmax(z)) with
 // p_clean = softmax of the clean logits (one extra logits call); its random start is TRADES'
-// x + 0.001·N(0, 1) (the KL gradient vanishes at x itself). Loss 'dlr' is AutoAttack's DLR.
+// x + 0.001·N(0, 1) (the KL gradient vanishes at x itself), taken as it is, not clipped to [0,1] before
+// the first gradient, as in the authors' code (every step after it is projected). Loss 'dlr' is AutoAttack's DLR.
 
 import { UserError } from '../util/errors.js';
 import type { Rng } from '../util/random.js';
@@ -137,7 +138,8 @@ export async function runIterative(
     const cur = new Float32Array(m * d);
     for (let j = 0; j < m; j++) {
       drawStart(p, rngs[idx[j]!]!, x, idx[j]!, d, cand);
-      projectRow(p.norm, p.eps, cand, x, idx[j]!, cur, j, d);
+      if (p.start === 'trades') for (let i = 0; i < d; i++) cur[j * d + i] = cand[i]!;
+      else projectRow(p.norm, p.eps, cand, x, idx[j]!, cur, j, d);
     }
     const mom = p.decay !== undefined ? new Float64Array(m * d) : undefined;
 

@@ -183,8 +183,14 @@ describe('restarts, losses and starts (MLP)', () => {
       const s = row.reduce((a, v) => a + Math.exp(v - mx), 0);
       for (let c = 0; c < 10; c++) expect(loss.cleanProbs[i * 10 + c]!).toBeCloseTo(Math.exp(row[c]! - mx) / s, 6);
     }
-    // The start: tiny Gaussian noise (clipped to [0,1]), not a uniform eps-ball draw.
+    // The start: tiny Gaussian noise, not a uniform eps-ball draw, and not clipped to [0,1] before the first
+    // gradient (the authors' code clips only after each step).
     const start = grads[0]!.x!;
+    const edge = Array.from(x.keys()).filter((i) => x[i] === 0 || x[i] === 1);
+    expect(edge.length).toBeGreaterThan(0);
+    expect(edge.some((i) => start[i]! < 0 || start[i]! > 1)).toBe(true);
+    expect(Math.min(...r.xAdv)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...r.xAdv)).toBeLessThanOrEqual(1);
     let sum = 0;
     let cnt = 0;
     for (let i = 0; i < x.length; i++) {
