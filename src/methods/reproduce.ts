@@ -303,7 +303,7 @@ function renderTable(title: string, preset: Preset, scaleNote: string, rows: Row
 
 const SAT_ACTIVATIONS: [string, string][] = [
   ['relu', 'relu'], ['softplus', 'softplus'], ['psoftplus(10)', 'parametric_softplus'], ['silu', 'silu'],
-  ['gelu', 'gelu'], ['elu', 'elu'], ['smooth-relu', 'smooth_relu'],
+  ['gelu-tanh', 'gelu'], ['elu', 'elu'], ['smooth-relu', 'smooth_relu'], // GELU: SAT's code uses the tanh approximation
 ];
 const GRADIENT_QUALITY = ['attacker', 'optimizer', 'both'];
 

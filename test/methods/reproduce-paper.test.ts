@@ -73,7 +73,7 @@ describe('reproduce --preset paper --dry-run', () => {
     expect(plan.note).toMatch(/PGD-1 training attack \(eps 4\/255, step 4\/255, random start with probability 0\.8.*5-epoch linear warm-up from 0, x0\.1 at epochs 30, 60 and 90 of 100, weight decay 0\.0001 on conv\/FC weights only; evaluated with PGD-200 \(eps 4\/255, step 1\/255\)/);
     const runs = plan.stages[0]!.runs;
     expect(runs).toHaveLength(30);
-    expect(values(runs, 'activation')).toEqual(['relu', 'softplus', 'psoftplus(10)', 'silu', 'gelu', 'elu', 'smooth-relu']);
+    expect(values(runs, 'activation')).toEqual(['relu', 'softplus', 'psoftplus(10)', 'silu', 'gelu-tanh', 'elu', 'smooth-relu']);
     expect(values(runs.filter((r) => r.train.activation === 'relu'), 'smoothBackward')).toEqual(['none', 'attacker', 'optimizer', 'both']);
     const t = runs[0]!.train;
     expect(t).toMatchObject({
