@@ -65,14 +65,18 @@ const isReserved = (n: string) => RESERVED.has(n) || n.startsWith('momentum.') |
 function resolveOpset(g: Graph, source: string, notes: string[]): number {
   const v = g.opset;
   if (v < 13) throw new UserError(`${source} uses ONNX opset ${v}; advrun imports opset 13 or newer (re-export with torch.onnx.export(..., opset_version=17))`);
+  // A training-mode export normalises every batch with its own statistics (attacks and accuracy would
+  // depend on the batch) and has no running-statistics update advrun could train: only eval-mode models.
+  for (const n of g.nodes) {
+    if (n.op === 'BatchNormalization' && (attrInt(n, 'training_mode', 0) === 1 || n.outputs.filter((o) => o !== '').length > 1)) {
+      throw new UserError(`${source}: node "${n.name}" is a training-mode BatchNormalization (exported with training=TrainingMode.TRAINING); export the model in eval mode (model.eval() before torch.onnx.export)`);
+    }
+  }
   if (v >= TARGET_OPSET) return v;
   // Opset 14-17 changed these definitions in ways that matter (all other changes only add types or
   // attributes whose defaults keep the old behaviour): BatchNormalization-14 dropped the training
-  // outputs of BatchNormalization-9; RoiAlign-16 changed the default coordinate_transformation_mode.
+  // outputs of BatchNormalization-9 (refused above); RoiAlign-16 changed the default coordinate_transformation_mode.
   for (const n of g.nodes) {
-    if (n.op === 'BatchNormalization' && n.outputs.filter((o) => o !== '').length > 1) {
-      throw new UserError(`${source}: node "${n.name}" is a training-mode BatchNormalization of opset ${v} (extra outputs), which cannot be upgraded to opset ${TARGET_OPSET}; export the model in eval mode`);
-    }
     if (n.op === 'RoiAlign' && !n.attrs.coordinate_transformation_mode) n.attrs.coordinate_transformation_mode = { type: 'string', value: 'output_half_pixel' };
   }
   notes.push(`opset ${v} upgraded to ${TARGET_OPSET} (no operator used changed meaning)`);

@@ -113,7 +113,7 @@ describe('torch.onnx.export models', () => {
 
 describe('import rewrites and errors', () => {
   /** A small classifier graph, serialised (opset and shapes configurable). */
-  function tinyModel(o: { opset?: number; batch?: number | string; dedup?: boolean; extraInput?: boolean; reshapeBatch?: number } = {}): Uint8Array {
+  function tinyModel(o: { opset?: number; batch?: number | string; dedup?: boolean; extraInput?: boolean; reshapeBatch?: number; trainingBn?: boolean } = {}): Uint8Array {
     const { graph, b } = newGraph('tiny', o.opset ?? 17);
     const x = graph.addInput('x', 'float32', [o.batch ?? 'batch', 1, 4, 4]);
     if (o.extraInput) graph.addInput('y', 'float32', [1]);
@@ -125,7 +125,9 @@ describe('import rewrites and errors', () => {
     graph.addInitializer('fc.weight', makeTensor('float32', [3, 8], Array.from({ length: 24 }, (_, i) => Math.sin(i))));
     graph.addInitializer('fc.bias', makeTensor('float32', [3], [0, 0.1, 0.2]));
     let h = b.op('Conv', [x, 'conv.weight'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
-    h = b.relu(b.op('BatchNormalization', [h, 'bn.weight', 'bn.bias', rm, 'bn.running_var'], { epsilon: 1e-5 }));
+    h = b.relu(o.trainingBn
+      ? b.opN('BatchNormalization', [h, 'bn.weight', 'bn.bias', rm, 'bn.running_var'], 3, { epsilon: 1e-5, training_mode: 1 })[0]!
+      : b.op('BatchNormalization', [h, 'bn.weight', 'bn.bias', rm, 'bn.running_var'], { epsilon: 1e-5 }));
     h = b.op('MaxPool', [h], { kernel_shape: [2, 2], strides: [2, 2] });
     h = o.reshapeBatch !== undefined ? b.reshape(h, [o.reshapeBatch, 8]) : b.flatten(h);
     graph.markOutput(b.op('Gemm', [h, 'fc.weight', 'fc.bias'], { transB: 1 }));
@@ -163,6 +165,10 @@ describe('import rewrites and errors', () => {
     await expect(importOnnx(tinyModel({ opset: 12 }), 'old.onnx')).rejects.toThrow(/old\.onnx uses ONNX opset 12; advrun imports opset 13 or newer/);
     await expect(importOnnx(tinyModel({ extraInput: true }), 'two.onnx')).rejects.toThrow(/two\.onnx has 2 inputs \(x, y\)/);
     await expect(importOnnx(tinyModel({ batch: 2, reshapeBatch: 2 }), 'fixed.onnx')).rejects.toThrow(/fixed batch size 2.*dynamic_axes/);
+    // A training-mode export, at any opset: its outputs would depend on the batch.
+    for (const opset of [15, 17]) {
+      await expect(importOnnx(tinyModel({ opset, trainingBn: true }), 'trainmode.onnx')).rejects.toThrow(/trainmode\.onnx: node ".*" is a training-mode BatchNormalization .*export the model in eval mode/);
+    }
     const { graph, b } = newGraph('rect', 17);
     const x = graph.addInput('x', 'float32', ['N', 1, 4, 6]);
     graph.markOutput(b.flatten(b.op('GlobalAveragePool', [x])));
