@@ -76,13 +76,15 @@ function tensorEntries(d: PyDict): [string, TensorRef][] {
 export function findStateDict(root: PyValue, source: string): { entries: [string, TensorRef][]; path: string[] } {
   const visit = (v: PyValue, path: string[], depth: number): { entries: [string, TensorRef][]; path: string[] } | undefined => {
     if (!(v instanceof PyDict) || depth > 4) return undefined;
+    // The dict with the most tensors: {'net': state_dict, 'acc': tensor(93.1)} is the nested one.
+    let best: { entries: [string, TensorRef][]; path: string[] } | undefined;
     const direct = tensorEntries(v);
-    if (direct.length > 0) return { entries: direct, path };
+    if (direct.length > 0) best = { entries: direct, path };
     for (const k of NESTED_KEYS) {
       const hit = v.map.has(k) ? visit(v.map.get(k)!, [...path, k], depth + 1) : undefined;
-      if (hit) return hit;
+      if (hit && hit.entries.length > (best?.entries.length ?? 0)) best = hit;
     }
-    return undefined;
+    return best;
   };
   const found = visit(root, [], 0);
   if (found) return found;

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { decodeForeignState, readForeignState } from '../../src/interop/state-dict.js';
+import { decodeForeignState, findStateDict, readForeignState } from '../../src/interop/state-dict.js';
 import { PyDict, PyTuple, restrictedUnpickle, TensorRef } from '../../src/interop/pickle.js';
 import { decodeTorchFile, encodeTorchStateDict } from '../../src/interop/torch-file.js';
 import { halfToFloat } from '../../src/interop/raw-tensor.js';
@@ -99,6 +99,17 @@ describe('torch.save files', () => {
     expect(root.map.get('epoch')).toBe(7);
     expect(root.map.get('arch')).toBe('toy');
     expect((root.map.get('state_dict') as PyDict).map.get('module.count')).toBeInstanceOf(TensorRef);
+  });
+
+  test('the state_dict is the dict with the most tensors: a scalar tensor beside a nested one does not hide it', () => {
+    const ref = () => new TensorRef({} as never, 0, [], [], 'FloatStorage' as never);
+    const dict = (entries: [string, unknown][]) => { const d = new PyDict(); for (const [k, v] of entries) d.map.set(k, v as never); return d; };
+    const root = dict([['net', dict([['conv.weight', ref()], ['conv.bias', ref()], ['fc.weight', ref()]])], ['acc', ref()], ['epoch', 5]]);
+    const found = findStateDict(root, 'ck.pt');
+    expect(found.path).toEqual(['net']);
+    expect(found.entries.map(([k]) => k)).toEqual(['conv.weight', 'conv.bias', 'fc.weight']);
+    // A plain state_dict stays itself.
+    expect(findStateDict(dict([['w', ref()]]), 'sd.pt').path).toEqual([]);
   });
 
   test('writer -> reader round trip; deflated entries; CRC and truncation are detected', () => {
