@@ -1,6 +1,6 @@
 // Image folders in torchvision ImageFolder layout: root/<class>/**/<image>. Classes are the
-// sub-directory names sorted by code point (Python's sorted()), files are walked in sorted order,
-// so label ids and example order match torchvision for the same tree.
+// sub-directory names sorted by code point (Python's sorted()), files in sorted(os.walk()) order
+// (walkImages), so label ids and example order match torchvision for the same tree.
 // If root has train/, val/ or test/ sub-directories, each split reads its own; otherwise the root
 // itself serves every split (a flat folder is one pool of images, e.g. for evaluation).
 //
@@ -46,12 +46,31 @@ async function isDir(p: string, d: Dirent): Promise<boolean> {
   return (await fsp.stat(p).catch(() => undefined))?.isDirectory() ?? false;
 }
 
+/** torchvision's ImageFolder loads these too; advrun's decoder (libvips) cannot, so they are an error, never skipped. */
+const UNSUPPORTED_IMAGE_EXTENSIONS = ['.bmp', '.ppm', '.pgm'];
+
+/**
+ * The images under `dir` in torchvision's order: `sorted(os.walk(dir))` visits directories by their full
+ * path strings (so a directory's own files come before its sub-directories', and "a/b-c" before "a/b/d"),
+ * each directory's files sorted by name.
+ */
 async function walkImages(dir: string, out: string[]): Promise<void> {
-  for (const d of await readDir(dir)) {
-    const p = path.join(dir, d.name);
-    if (await isDir(p, d)) await walkImages(p, out);
-    else if (IMAGE_EXTENSIONS.includes(path.extname(d.name).toLowerCase())) out.push(p);
-  }
+  const dirs: { dir: string; files: string[] }[] = [];
+  const visit = async (d: string): Promise<void> => {
+    const files: string[] = [];
+    dirs.push({ dir: d, files });
+    for (const e of await readDir(d)) {
+      const p = path.join(d, e.name);
+      if (await isDir(p, e)) await visit(p);
+      else {
+        const ext = path.extname(e.name).toLowerCase();
+        if (IMAGE_EXTENSIONS.includes(ext)) files.push(p);
+        else if (UNSUPPORTED_IMAGE_EXTENSIONS.includes(ext)) throw new UserError(`${displayPath(p)}: ${ext} images cannot be decoded by advrun (torchvision would load them); convert them to .png`);
+      }
+    }
+  };
+  await visit(dir);
+  for (const { files } of dirs.sort((a, b) => byCodePoint(a.dir, b.dir))) out.push(...files);
 }
 
 /** The directory holding the class folders for `split` (see the header comment). */

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadDataset } from '../../src/data/index.js';
+import { scanImageFolder } from '../../src/data/folder.js';
 import { expectUserError, tempDir } from './helpers.js';
 
 let root: string;
@@ -51,6 +52,17 @@ describe('image folders', () => {
     expect(Math.min(...ds.images)).toBeGreaterThanOrEqual(0);
     expect(Math.max(...ds.images)).toBeLessThanOrEqual(1);
     expect(ds.mean).toHaveLength(3);
+  });
+
+  test("files in torchvision's sorted(os.walk()) order: a folder's own files, then its sub-folders by full path", async () => {
+    const tree = path.join(root, 'walk');
+    // Python's sorted(os.walk('c')) visits c, c/sub, c/sub-x, c/sub/deeper ('-' sorts before '/').
+    for (const f of ['c/z.png', 'c/a.png', 'c/sub/m.png', 'c/sub-x/b.png', 'c/sub/deeper/a.png']) await writeImage(path.join(tree, f), 2, 2, [9, 9, 9]);
+    const { files } = await scanImageFolder(tree);
+    expect(files.map((f) => path.relative(tree, f))).toEqual(['c/a.png', 'c/z.png', 'c/sub/m.png', 'c/sub-x/b.png', 'c/sub/deeper/a.png']);
+    // torchvision would also load .bmp/.ppm/.pgm, which advrun cannot decode: an error, not a smaller dataset.
+    await fsp.writeFile(path.join(tree, 'c', 'old.bmp'), Buffer.from('BM'));
+    await expectUserError(scanImageFolder(tree), /old\.bmp: \.bmp images cannot be decoded by advrun .*convert them to \.png/);
   });
 
   test('grayscale and non-square sizes', async () => {
