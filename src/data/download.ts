@@ -22,7 +22,9 @@ export async function downloadVerified(url: string, dest: string, o: DownloadOpt
   const log = o.log ?? (() => {});
   try {
     const res = await fetchOrExplain(url, hint);
-    const total = Number(res.headers.get('content-length') ?? 0);
+    // With a Content-Encoding, fetch() hands over decoded bytes and Content-Length counts the encoded ones:
+    // then only the checksum can tell a complete download.
+    const total = res.headers.get('content-encoding') ? 0 : Number(res.headers.get('content-length') ?? 0);
     log(`downloading ${url} -> ${displayPath(dest)}${total ? ` (${(total / 1e6).toFixed(1)} MB)` : ''}`);
     const hash = createHash('sha256');
     let got = 0;
@@ -62,7 +64,8 @@ export async function downloadVerified(url: string, dest: string, o: DownloadOpt
 async function fetchOrExplain(url: string, hint: string): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(url, { redirect: 'follow' });
+    // The archive's own bytes: a server must not re-encode them (their checksum is what is known).
+    res = await fetch(url, { redirect: 'follow', headers: { 'accept-encoding': 'identity' } });
   } catch (e) {
     throw new UserError(`${url}: download failed (${errText(e)})${hint}`);
   }
