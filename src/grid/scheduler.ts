@@ -3,13 +3,13 @@
 // array. Either way each run goes through executeRun (lock, skip, resume, retries), so two
 // schedulers, or a scheduler and a Slurm array, can share a directory.
 
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { writeFileAtomic } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
 import { canonicalJson, expandGrid, type GridPlan, type PlannedRun } from './expand.js';
 import { gridFileFor, gridPaths, readJson, runState, type GridFile, type RunStatus } from './rundir.js';
-import { readSlurmFile, slurmActive, submitSlurm, type SlurmSubmission } from './slurm.js';
+import { queuedRunIds, readSlurmFile, slurmActive, submitSlurm, type SlurmSubmission } from './slurm.js';
 import type { GridSpec } from './spec.js';
 import { writeTables } from './table.js';
 import { executeRun, type RunOutcome, type RunReport } from './worker.js';
@@ -53,9 +53,15 @@ export interface GridSummary {
 }
 
 /** Write grid.json and grid-spec.json (unchanged files are left alone, so concurrent schedulers agree). */
-export function prepareDir(plan: GridPlan, out: string): void {
+/**
+ * The results directory for `plan`: runs/, and grid.json + grid-spec.json describing the grid. With
+ * `keepGrid` (a Slurm task running one run of its submission's spec) those two are written only when
+ * missing: a task queued before the grid was edited must not put the older grid back.
+ */
+export function prepareDir(plan: GridPlan, out: string, o: { keepGrid?: boolean } = {}): void {
   const p = gridPaths(out);
   mkdirSync(p.runs, { recursive: true });
+  if (o.keepGrid && existsSync(p.grid) && existsSync(p.spec)) return;
   const file = gridFileFor(plan);
   const old = readJson<GridFile>(p.grid);
   if (!old || canonicalJson(old) !== canonicalJson(file)) writeFileAtomic(p.grid, JSON.stringify(file, null, 2));
@@ -97,12 +103,15 @@ const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((done) => 
 });
 
 async function runSlurm(plan: GridPlan, o: RunGridOptions, threads: number, retries: number, outcomes: GridSummary['outcomes']): Promise<SlurmSubmission | null> {
+  // Runs an earlier submission still has in the queue are not submitted again.
+  const queued = queuedRunIds(readSlurmFile(o.out).jobs);
   const todo = plan.runs.filter((r) => {
+    if (queued.has(r.id)) { outcomes.held.push(r.id); return false; }
     if (runState(o.out, r).status !== 'done') return true;
     outcomes.skipped.push(r.id);
     return false;
   });
-  o.onEvent?.({ type: 'plan', total: plan.runs.length, done: plan.runs.length - todo.length, workers: o.workers ?? 0, threadsPerRun: threads });
+  o.onEvent?.({ type: 'plan', total: plan.runs.length, done: outcomes.skipped.length, workers: o.workers ?? 0, threadsPerRun: threads });
   if (!todo.length) return null;
   const executor = { ...plan.spec.executor, maxParallel: plan.spec.executor.maxParallel ?? o.workers };
   const submission = submitSlurm(plan, { out: o.out, indices: todo.map((r) => r.index), threadsPerRun: threads, retries, executor });
@@ -146,7 +155,7 @@ export async function runGrid(specOrPlan: GridSpec | GridPlan, o: RunGridOptions
 export async function runOne(plan: GridPlan, index: number, o: Omit<RunGridOptions, 'executor' | 'workers' | 'wait'>): Promise<{ run: PlannedRun; report: RunReport }> {
   const run = plan.runs[index];
   if (!Number.isInteger(index) || !run) throw new UserError(`--index ${index} is outside the grid (0-${plan.runs.length - 1})`);
-  prepareDir(plan, o.out);
+  prepareDir(plan, o.out, { keepGrid: true });
   const threads = o.threadsPerRun ?? plan.spec.executor.threadsPerRun ?? plan.spec.executor.cpusPerTask ?? 1;
   const report = await executeRun(run, { out: o.out, threads, retries: o.retries ?? plan.spec.executor.retries ?? 0, signal: o.signal, cli: o.cli });
   return { run, report };

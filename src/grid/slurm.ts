@@ -4,7 +4,7 @@
 // The queue is read back with squeue (and sacct where accounting is enabled) for `grid status`.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GRAPHS_DIR } from '../cli/train.js';
 import { UserError } from '../util/errors.js';
@@ -17,7 +17,11 @@ import { cliPath } from './worker.js';
 export interface SlurmSubmission {
   job_id: string;
   indices: number[];
+  /** The run id at each of `indices` (task i runs indices[i]; ids survive later spec edits). */
+  ids?: string[];
   script: string;
+  /** The spec the tasks read: a copy kept for this submission, so editing the grid later cannot re-map them. */
+  spec?: string;
   submitted: string;
 }
 
@@ -48,7 +52,10 @@ export function arrayRanges(indices: number[]): string {
   return parts.join(',');
 }
 
-export function slurmScript(plan: GridPlan, o: SubmitOptions): string {
+/** sbatch reads #SBATCH lines like a command line: quote a path that has spaces or quotes. */
+const directivePath = (s: string) => (/[\s"'\\]/.test(s) ? `"${s.replace(/(["\\])/g, '\\$1')}"` : s);
+
+export function slurmScript(plan: GridPlan, o: SubmitOptions & { spec: string }): string {
   const p = gridPaths(o.out);
   const e = o.executor;
   const throttle = e.maxParallel ? `%${e.maxParallel}` : '';
@@ -56,8 +63,8 @@ export function slurmScript(plan: GridPlan, o: SubmitOptions): string {
     '#!/bin/bash',
     `#SBATCH --job-name=${e.jobName ?? `advrun-${plan.spec.name}`.replace(/[^A-Za-z0-9._-]/g, '_')}`,
     `#SBATCH --array=${arrayRanges(o.indices)}${throttle}`,
-    `#SBATCH --output=${join(p.slurmDir, '%A_%a.out')}`,
-    `#SBATCH --chdir=${process.cwd()}`,
+    `#SBATCH --output=${directivePath(join(p.slurmDir, '%A_%a.out'))}`,
+    `#SBATCH --chdir=${directivePath(process.cwd())}`,
     '#SBATCH --ntasks=1',
     `#SBATCH --cpus-per-task=${e.cpusPerTask ?? o.threadsPerRun}`,
   ];
@@ -70,7 +77,7 @@ export function slurmScript(plan: GridPlan, o: SubmitOptions): string {
     'set -euo pipefail',
     // The same graph cache and CLI as the submitting checkout, whatever directory the task starts in.
     `export ADVRUN_GRAPHS_DIR=${quote(GRAPHS_DIR)}`,
-    `exec ${quote(process.execPath)} ${quote(cliPath())} grid run-one ${quote(p.spec)} --index "$SLURM_ARRAY_TASK_ID" --out ${quote(p.dir)} --threads-per-run ${o.threadsPerRun} --retries ${o.retries} --json`,
+    `exec ${quote(process.execPath)} ${quote(cliPath())} grid run-one ${quote(o.spec)} --index "$SLURM_ARRAY_TASK_ID" --out ${quote(p.dir)} --threads-per-run ${o.threadsPerRun} --retries ${o.retries} --json`,
     '',
   );
   return lines.join('\n');
@@ -95,11 +102,15 @@ export function submitSlurm(plan: GridPlan, o: SubmitOptions): SlurmSubmission {
   const p = gridPaths(o.out);
   if (!existsSync(p.spec)) throw new Error(`${p.spec} must be written before submitting`);
   const submitted = new Date().toISOString();
-  const script = join(p.slurmDir, `array-${submitted.replace(/[:.]/g, '-')}.sh`);
-  writeFileAtomic(script, slurmScript(plan, o));
+  const stamp = submitted.replace(/[:.]/g, '-');
+  const script = join(p.slurmDir, `array-${stamp}.sh`);
+  const spec = join(p.slurmDir, `spec-${stamp}.json`);
+  writeFileAtomic(spec, readFileSync(p.spec));
+  writeFileAtomic(script, slurmScript(plan, { ...o, spec }));
   const jobId = slurmTool('sbatch', ['--parsable', script]).trim().split(';')[0]!;
   if (!/^\d+$/.test(jobId)) throw new UserError(`sbatch answered ${JSON.stringify(jobId)}, not a job id`);
-  const sub: SlurmSubmission = { job_id: jobId, indices: o.indices, script, submitted };
+  const ids = o.indices.map((i) => plan.runs[i]!.id);
+  const sub: SlurmSubmission = { job_id: jobId, indices: o.indices, ids, script, spec, submitted };
   const file = readSlurmFile(o.out);
   writeFileAtomic(p.slurm, JSON.stringify({ jobs: [...file.jobs, sub] }, null, 2));
   return sub;
@@ -144,6 +155,21 @@ export function slurmAccounting(jobs: SlurmSubmission[]): Map<number, TaskState>
     const [id, state, exit] = line.trim().split('|');
     const m = /^(\d+)_(\d+)$/.exec(id ?? '');
     if (m) out.set(Number(m[2]), { job_id: m[1]!, state: state!, reason: exit });
+  }
+  return out;
+}
+
+/** Ids of the runs whose array task (of any of these submissions) squeue still lists, queued or running. */
+export function queuedRunIds(jobs: SlurmSubmission[]): Set<string> {
+  const out = new Set<string>();
+  if (!jobs.length) return out;
+  const byJob = new Map(jobs.map((j) => [j.job_id, j]));
+  const text = slurmTool('squeue', ['-h', '-r', '--me', '-o', '%i']);
+  for (const line of text.split('\n')) {
+    const m = /^(\d+)_(\d+)$/.exec(line.trim());
+    const job = m ? byJob.get(m[1]!) : undefined;
+    const at = job ? job.indices.indexOf(Number(m![2])) : -1;
+    if (job?.ids && at >= 0) out.add(job.ids[at]!);
   }
   return out;
 }

@@ -82,4 +82,38 @@ describe('grid on Slurm (real single-node cluster)', () => {
     expect(readdirSync(join(dir, 'slurm')).filter((f) => f.endsWith('.sh'))).toHaveLength(1);
     expect(existsSync(readJsonFile(join(dir, 'slurm.json')).jobs[0].script)).toBe(true);
   });
+
+  it('queued tasks run the spec they were submitted with; queued runs are not submitted twice; paths with spaces', async (ctx) => {
+    if (unavailable) {
+      if (process.env.CI) throw new Error(`Slurm is required in CI but could not be set up: ${unavailable}`);
+      ctx.skip(`Slurm unavailable: ${unavailable}`);
+    }
+    const held = { ...SPEC, name: 'slurm-held', axes: { seed: [0, 1] }, executor: { ...SPEC.executor, sbatch: ['--hold'] } };
+    const specDir = tempDir('slurm-held-spec');
+    const dir = join(tempDir('slurm-held'), 'out dir'); // a space: the #SBATCH paths must be quoted
+    const first = JSON.parse(runCli(['grid', 'run', writeSpec(specDir, held, 'h1.json'), '--out', dir, '--json']).stdout);
+    const job1 = first.submission.job_id as string;
+    const idsOf = (plan: string) => JSON.parse(runCli(['grid', 'plan', plan, '--json']).stdout).runs.map((r: any) => r.id) as string[];
+    const [seed0, seed1] = idsOf(join(specDir, 'h1.json'));
+    // Still queued (held): running the grid again submits nothing.
+    const again = JSON.parse(runCli(['grid', 'run', join(specDir, 'h1.json'), '--out', dir, '--json']).stdout);
+    expect(again.submission).toBeNull();
+    expect(again.outcomes.held.sort()).toEqual([seed0, seed1].sort());
+    // The grid is edited (a seed in front): only the new run is submitted, and the held tasks keep their runs.
+    const edited = writeSpec(specDir, { ...held, axes: { seed: [7, 0, 1] } }, 'h2.json');
+    const [seed7] = idsOf(edited);
+    const second = JSON.parse(runCli(['grid', 'run', edited, '--out', dir, '--json']).stdout);
+    expect(second.submission.ids).toEqual([seed7]);
+    for (const j of [job1, second.submission.job_id]) spawnSync('scontrol', ['release', j]);
+    const deadline = Date.now() + 100_000;
+    while (JSON.parse(runCli(['grid', 'status', dir, '--json']).stdout).counts.done < 3) {
+      if (Date.now() > deadline) throw new Error('the held Slurm jobs did not finish in time');
+      await sleep(500);
+    }
+    const ranBy = (job: string, task: number) => JSON.parse(readFileSync(join(dir, 'slurm', `${job}_${task}.out`), 'utf8').trim().split('\n').pop()!).id;
+    expect([ranBy(job1, 0), ranBy(job1, 1)]).toEqual([seed0, seed1]);
+    expect(ranBy(second.submission.job_id, 0)).toBe(seed7);
+    // The grid files describe the edited grid, not the one the older tasks read.
+    expect(readJsonFile(join(dir, 'grid-spec.json')).axes.seed).toEqual([7, 0, 1]);
+  });
 });
