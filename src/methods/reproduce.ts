@@ -244,6 +244,17 @@ function show(c: CellStats | undefined): string {
   return `${pct(c.mean)}${std} (n=${c.n}${gaps})`;
 }
 
+/**
+ * SAT's claim has two parts, judged over the n smooth activations against ReLU (beyond noise):
+ * more robust (yes: most are; no: at least as many are less robust as more) and no accuracy cost
+ * (yes: none loses clean accuracy; no: half or more do). "yes" needs both parts, either "no" refutes it.
+ */
+export function satVerdict(n: number, robustBetter: number, robustWorse: number, cleanWorse: number): 'yes' | 'no' | 'within noise' {
+  const robust = robustBetter > n / 2 ? 'yes' : robustWorse > 0 && robustWorse >= robustBetter ? 'no' : 'within noise';
+  const free = cleanWorse === 0 ? 'yes' : cleanWorse >= n / 2 ? 'no' : 'within noise';
+  return robust === 'no' || free === 'no' ? 'no' : robust === 'yes' && free === 'yes' ? 'yes' : 'within noise';
+}
+
 /** "higher than", "lower than", "within noise of", for verdict sentences. */
 function than(c: ReturnType<typeof compareCells>): string {
   return c === 'higher' ? 'higher than' : c === 'lower' ? 'lower than' : c === 'within noise' ? 'within noise of' : 'not comparable with';
@@ -344,9 +355,9 @@ async function runSat(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit
   for (const v of GRADIENT_QUALITY) rows.push({ label: `relu, smooth backward: ${v}`, cells: at('relu', v) });
   const relu = rows[0]!.cells;
   const smooth = rows.slice(1, SAT_ACTIVATIONS.length);
-  const robustBetter = smooth.filter((r) => compareCells(r.cells.robust, relu.robust) === 'higher').length;
-  const cleanWorse = smooth.filter((r) => compareCells(r.cells.clean, relu.clean) === 'lower').length;
-  const holds = robustBetter > smooth.length / 2 && cleanWorse === 0 ? 'yes' : robustBetter === 0 ? (smooth.some((r) => compareCells(r.cells.robust, relu.robust) === 'lower') ? 'no' : 'within noise') : 'within noise';
+  const versusRelu = (what: 'robust' | 'clean', c: 'higher' | 'lower') => smooth.filter((r) => compareCells(r.cells[what], relu[what]) === c).length;
+  const holds = satVerdict(smooth.length, versusRelu('robust', 'higher'), versusRelu('robust', 'lower'), versusRelu('clean', 'lower'));
+  const robustBetter = versusRelu('robust', 'higher'), cleanWorse = versusRelu('clean', 'lower');
   const gq = GRADIENT_QUALITY.map((v, i) => {
     const r = rows[SAT_ACTIVATIONS.length + i]!.cells;
     return `${v}: robust ${than(compareCells(r.robust, relu.robust))} ReLU, clean ${than(compareCells(r.clean, relu.clean))} ReLU`;

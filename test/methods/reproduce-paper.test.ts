@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { runCli } from '../helpers/cli.js';
+import { satVerdict } from '../../src/methods/reproduce.js';
 
 let root: string, imagenet: string, checkpoint: string;
 
@@ -130,5 +131,17 @@ describe('reproduce --preset paper --dry-run', () => {
     expect(failure(['reproduce', 'sat', '--preset', 'cpu', '--out', out, '--data-dir', imagenet])).toMatch(/--data-dir applies to --preset paper only/);
     for (const seeds of ['1,a', '1,,2', '-1']) expect(failure(['reproduce', 'rfn', '--preset', 'smoke', '--out', out, '--seeds', seeds, '--dry-run'])).toMatch(/--seeds must be non-negative integers/);
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('SAT verdict', () => {
+  // 6 smooth activations against ReLU: (more robust, less robust, less accurate), each beyond noise.
+  test('"yes" needs robustness for most and no accuracy cost; either part failing is "no"', () => {
+    expect(satVerdict(6, 4, 0, 0)).toBe('yes');
+    expect(satVerdict(6, 6, 0, 3)).toBe('no'); // more robust, but half of them lose clean accuracy
+    expect(satVerdict(6, 1, 2, 0)).toBe('no'); // more are less robust than more robust
+    expect(satVerdict(6, 4, 0, 1)).toBe('within noise'); // one pays in accuracy
+    expect(satVerdict(6, 2, 1, 0)).toBe('within noise');
+    expect(satVerdict(6, 0, 0, 0)).toBe('within noise');
   });
 });
