@@ -73,6 +73,8 @@ export interface GridTable {
   digits: number;
   summary: Record<RunStatus, number> & { total: number };
   cells: CellStats[];
+  /** Settings that vary between runs without being a row, column or `over` key (see unshownSettings). */
+  unshown: { key: string; values: string[] }[];
   runs: RunEntry[];
 }
 
@@ -148,6 +150,16 @@ function combos(runs: PlannedRun[], keys: string[]): Record<string, string>[] {
 
 const matchesCombo = (r: PlannedRun, c: Record<string, string>) => Object.entries(c).every(([k, v]) => formatValue(r.flat[k]) === v);
 
+/**
+ * Settings that differ between the grid's runs but are not rows, columns or `over` keys (an override's
+ * eval.attack, a derived alpha): the table lists them so no number is read without them. (Within a cell
+ * runs differ only in `over` keys: the spec's validation refuses anything else.)
+ */
+function unshownSettings(runs: PlannedRun[], shown: string[]): GridTable['unshown'] {
+  const keys = [...new Set(runs.flatMap((r) => Object.keys(r.flat)))].filter((k) => !shown.includes(k)).sort();
+  return keys.map((key) => ({ key, values: [...new Set(runs.map((r) => formatValue(r.flat[key])))] })).filter((u) => u.values.length > 1);
+}
+
 /** Build the table of a results directory from its files. */
 export function buildTable(dir: string): GridTable {
   const grid = readGridFile(dir);
@@ -168,7 +180,8 @@ export function buildTable(dir: string): GridTable {
   }
   const summary = { total: grid.runs.length, done: 0, running: 0, failed: 0, interrupted: 0, pending: 0 };
   for (const e of entries.values()) summary[e.status]++;
-  return { format: TABLE_FORMAT, name: grid.name, rows, columns, over, metrics, digits, summary, cells, runs: [...entries.values()] };
+  const unshown = unshownSettings(grid.runs, [...rows, ...columns, ...over]);
+  return { format: TABLE_FORMAT, name: grid.name, rows, columns, over, metrics, digits, summary, cells, unshown, runs: [...entries.values()] };
 }
 
 // ---------- rendering ----------
@@ -214,7 +227,9 @@ export function renderMarkdown(t: GridTable): string {
   const overText = t.over.length ? `mean ± std over ${t.over.map(displayKey).join(', ')}` : 'one run per cell';
   const s = t.summary;
   const status = `${s.done}/${s.total} runs done${s.failed ? `, ${s.failed} failed` : ''}${s.total - s.done - s.failed ? `, ${s.total - s.done - s.failed} missing` : ''}`;
-  return [`### ${t.name}: ${t.metrics.join(', ')}${unit}`, '', `${overText}; n = runs with a result. ${status}.`, '', ...lines, ''].join('\n');
+  const unshown = t.unshown.map((u) => `${displayKey(u.key)} (${u.values.join(', ')})`);
+  const note = unshown.length ? ['', `Also differing between runs (not rows or columns; per run in table.json): ${unshown.join('; ')}.`] : [];
+  return [`### ${t.name}: ${t.metrics.join(', ')}${unit}`, '', `${overText}; n = runs with a result. ${status}.`, '', ...lines, ...note, ''].join('\n');
 }
 
 export function renderCsv(t: GridTable): string {

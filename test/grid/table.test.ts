@@ -100,3 +100,22 @@ describe('run locks', () => {
     expect(RunLock.tryAcquire(path)).toBeNull();
   });
 });
+
+describe('settings the table does not show', () => {
+  it('lists settings that differ between runs outside rows/columns/over', () => {
+    const dir = tempDir('table-unshown');
+    const plan = expandGrid(validateSpec({
+      name: 'hidden', base: TINY_BASE, axes: { eps: [0.05, 0.1], seed: [0, 1] }, eval: TINY_EVAL,
+      overrides: [{ match: { eps: 0.1 }, set: { 'eval.steps': 5, lr: 0.05 } }],
+      table: { rows: ['eps'], columns: [], over: ['seed'] },
+    }, 't'));
+    prepareDir(plan, dir);
+    for (const r of plan.runs) fakeResult(dir, r.id, 0.5);
+    const t = buildTable(dir);
+    const byKey = Object.fromEntries(t.unshown.map((u) => [u.key, u]));
+    expect(byKey['eval.steps']).toEqual({ key: 'eval.steps', values: ['2', '5'] });
+    expect(byKey.lr).toEqual({ key: 'lr', values: ['0.1', '0.05'] });
+    expect(byKey.seed).toBeUndefined(); // averaged over: the table says so
+    expect(renderMarkdown(t)).toMatch(/Also differing between runs .*eval\.steps \(2, 5\).*lr \(0\.1, 0\.05\)/);
+  });
+});
