@@ -94,9 +94,20 @@ function normalise(key: string, v: unknown): unknown {
 
 const same = (a: unknown, b: unknown) => (typeof a === 'number' && typeof b === 'number' ? Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(a)) : a === b);
 
-/** Whether a run's resolved values satisfy a condition; a list in the condition means any of. */
+/**
+ * Whether a run's resolved values satisfy a condition; a list in the condition means any of. For a
+ * list-valued setting (milestones, mean, std) the value is written as on the command line ("4,6") or as a
+ * list of numbers ([4, 6]); a list of such strings is any of them.
+ */
 function matches(flat: Flat, cond: Flat): boolean {
-  return Object.entries(cond).every(([k, v]) => (Array.isArray(v) ? v : [v]).some((x) => same(flat[k], normalise(k, x))));
+  return Object.entries(cond).every(([k, v]) => {
+    const actual = flat[k];
+    if (Array.isArray(actual)) {
+      const options = Array.isArray(v) && !v.every((x) => typeof x === 'number') ? v : [v];
+      return options.some((x) => canonicalJson(typeof x === 'string' ? x.split(',').map((s) => Number(s.trim())) : x) === canonicalJson(actual));
+    }
+    return (Array.isArray(v) ? v : [v]).some((x) => same(actual, normalise(k, x)));
+  });
 }
 
 function resolveEval(raw: Flat, train: TrainConfig): EvalConfig {

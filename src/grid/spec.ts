@@ -266,7 +266,13 @@ export function validateSpec(obj: unknown, source = '<spec>'): GridSpec {
   const exclude = listOf(o.exclude, p, 'exclude').map((e, i) => flatMap(e, p, `exclude[${i}]`, { lists: true }));
   for (const [i, e] of exclude.entries()) if (!Object.keys(e).length) p.add(`exclude[${i}]`, 'is empty (it would exclude every run)');
   const overrides = parseOverrides(o.overrides, p);
-  if (!evaluate) for (const k of [...Object.keys(axes), ...include.flatMap(Object.keys)]) if (k.startsWith('eval.')) p.add('axes', `"${displayKey(k)}" needs an eval: section`);
+  if (!evaluate) {
+    const sections: [string, string[]][] = [
+      ['axes', Object.keys(axes)], ['include', include.flatMap(Object.keys)], ['exclude', exclude.flatMap(Object.keys)],
+      ['overrides', overrides.flatMap((o) => [...Object.keys(o.match), ...Object.keys(o.set)])],
+    ];
+    for (const [where, keys] of sections) for (const k of new Set(keys)) if (k.startsWith('eval.')) p.add(where, `"${displayKey(k)}" needs an eval: section`);
+  }
   const table = parseTable(o.table, p, evaluate, Object.keys(axes));
   const executor = parseExecutor(o.executor, p);
   p.throwIfAny();

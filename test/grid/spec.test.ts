@@ -101,6 +101,20 @@ describe('grid expansion', () => {
     expect(plan.runs[0]!.eval!.eps).toBeCloseTo(8 / 255, 12);
   });
 
+  it('exclude and overrides match list-valued settings (milestones) written as on the command line', () => {
+    const base = { ...TINY_BASE, epochs: 8 };
+    const plan = expandGrid(validateSpec({ base, axes: { milestones: ['4,6', '2,6', '3,5'] }, exclude: [{ milestones: '4,6' }], overrides: [{ match: { milestones: ['2,6'] }, set: { lr: 0.05 } }], eval: null, table: { rows: ['milestones'], metric: ['val_robust_acc'] } }, 't'));
+    expect(plan.runs.map((r) => [r.train.milestones, r.train.lr])).toEqual([[[2, 6], 0.05], [[3, 5], 0.1]]);
+    const numbers = expandGrid(validateSpec({ base, axes: { milestones: ['4,6', '2,6'] }, exclude: [{ milestones: [4, 6] }], eval: null, table: { rows: ['milestones'], metric: ['val_robust_acc'] } }, 't'));
+    expect(numbers.runs.map((r) => r.train.milestones)).toEqual([[2, 6]]);
+  });
+
+  it('eval.* keys in exclude or overrides need an eval: section, as in axes', () => {
+    const spec = (extra: object) => ({ base: TINY_BASE, axes: { eps: [0.05, 0.1] }, eval: null, table: { rows: ['eps'], metric: ['val_robust_acc'] }, ...extra });
+    expect(errorOf(spec({ exclude: [{ 'eval.steps': 5 }] }))).toContain('exclude: "eval.steps" needs an eval: section');
+    expect(errorOf(spec({ overrides: [{ match: { eps: 0.1 }, set: { 'eval.steps': 5 } }] }))).toContain('overrides: "eval.steps" needs an eval: section');
+  });
+
   it('gives each attack its own random-start default: none for FGSM, BIM and MI-FGSM, which reject one', () => {
     const plan = expandGrid(validateSpec({ base: TINY_BASE, axes: { 'eval.attack': ['pgd', 'bim', 'mifgsm', 'fgsm', 'apgd-ce'] }, eval: { steps: 2 } }, 't'));
     expect(plan.runs.map((r) => [r.eval!.attack, r.eval!.randomStart])).toEqual([['pgd', true], ['bim', false], ['mifgsm', false], ['fgsm', false], ['apgd-ce', true]]);
