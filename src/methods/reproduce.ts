@@ -83,10 +83,17 @@ interface Row {
 const REFERENCE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'papers', 'reference-numbers.json');
 
 /** The papers' published numbers (../shared/papers/reference-numbers.json), when present. */
+/** A copy of ../shared/papers/reference-numbers.json kept in the repository, for checkouts without it. */
+const REFERENCE_COPY = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'methods', 'reference-numbers.json');
+
+let referenceWarned = false;
+
 function referenceNumbers(): Record<string, any> | undefined {
-  for (const p of [process.env.ADVRUN_REFERENCE_NUMBERS, REFERENCE].filter(Boolean) as string[]) {
+  for (const p of [process.env.ADVRUN_REFERENCE_NUMBERS, REFERENCE, REFERENCE_COPY].filter(Boolean) as string[]) {
     if (existsSync(p)) return JSON.parse(readFileSync(p, 'utf8'));
   }
+  if (!referenceWarned) process.stderr.write('advrun: warning: the papers\' reference numbers were not found; set ADVRUN_REFERENCE_NUMBERS=path/to/reference-numbers.json for the paper columns\n');
+  referenceWarned = true;
   return undefined;
 }
 
