@@ -15,7 +15,7 @@ function options(y: Argv) {
   return y
     .option('config', { type: 'string', describe: 'YAML/JSON file with the same keys; command-line values override it' })
     .option('arch', { type: 'string', describe: `architecture: ${archNames().join(', ')} (default small-cnn)` })
-    .option('width', { type: 'number', describe: 'base width (preact-resnet18: 64; wrn: widen factor)' })
+    .option('width', { type: 'number', describe: 'base width (small-cnn: 16; preact-resnet18, resnet50: 64; wrn: widen factor, 10)' })
     .option('depth', { type: 'number', describe: 'WideResNet depth' })
     .option('activation', { type: 'string', describe: 'relu|softplus|psoftplus(a)|silu|gelu|gelu-tanh|elu|celu(a)|smooth-relu' })
     .option('dataset', { type: 'string', describe: `${DATASET_NAMES.join(', ')} (default fashion-mnist-mini, shipped)` })
@@ -72,7 +72,7 @@ export function mergeConfig(argv: Record<string, unknown>, keys: readonly string
 
 export const trainCommand: CommandModule = {
   command: 'train',
-  describe: 'train a model (standard, PGD-AT, TRADES, FGSM-RS) and write config, metrics, checkpoints, result',
+  describe: 'train a model (standard, PGD-AT, TRADES, FGSM-RS, SAM, TWINS and fine-tuning) and write config, metrics, checkpoints, result',
   builder: (y) => options(y),
   handler: async (argv) => {
     const a = argv as Record<string, unknown>;
