@@ -161,6 +161,10 @@ async function locate(name: CifarName, opts: LoadOptions): Promise<Located> {
     const found = await locateIn(c.dir, spec, c.kind);
     if (found) return found;
   }
+  // An explicit --data-dir is what the user wants read: not a hint to be passed over silently.
+  if (opts.dataDir !== undefined) {
+    throw new UserError(`${name}: --data-dir ${displayPath(user!)} holds no ${spec.dirName}/ batch files (in it or in ${spec.dirName}/); point it at the extracted ${spec.archive}, or leave --data-dir out to use the download cache`);
+  }
   if (!downloadAllowed(opts)) {
     throw new UserError(
       `${name}: not found in ${candidates.map((c) => displayPath(c.dir)).join(', ')} and downloads are disabled; extract ${spec.archive} and pass --data-dir`,

@@ -159,6 +159,10 @@ async function locate(split: Split, opts: LoadOptions): Promise<Located> {
   for (const { dir, kind } of dirs) {
     const found = await locateIn(dir, split, kind);
     if (found) return found;
+    // An explicit --data-dir is what the user wants read: not a hint to be passed over silently.
+    if (kind === 'user' && opts.dataDir !== undefined && dir === path.join(userDataDir(opts)!, 'fashion-mnist')) {
+      throw new UserError(`fashion-mnist: --data-dir ${displayPath(userDataDir(opts)!)} holds no ${split} IDX files (in it or in fashion-mnist/); point it at them, or leave --data-dir out to use Debian's files or the download cache`);
+    }
   }
   const cache = dirs[dirs.length - 1]!.dir;
   if (!downloadAllowed(opts)) {

@@ -52,6 +52,10 @@ describe('CIFAR-10 binary batches', () => {
     await expectUserError(loadDataset('cifar10', 'test', opts(dir)), /record 1 has label 12 out of range/);
     await fsp.rm(path.join(dir, 'data_batch_3.bin'));
     await expectUserError(loadDataset('cifar10', 'train', opts(dir)), /incomplete cifar-10-batches-bin \(missing data_batch_3\.bin\)/);
+    // An explicit --data-dir without CIFAR files is an error (not a silent fall back to the cache or a download).
+    const empty = path.join(root, 'empty');
+    await fsp.mkdir(empty, { recursive: true });
+    await expectUserError(loadDataset('cifar10', 'test', opts(empty)), /cifar10: --data-dir .*empty holds no cifar-10-batches/);
   });
 });
 

@@ -113,7 +113,13 @@ describe('fashion-mnist from a data dir', () => {
 
   test('nothing found and downloads disabled: error lists where it looked', async () => {
     const empty = await tempDir();
-    await expectUserError(loadDataset('fashion-mnist', 'train', isolated(empty, cache)), /not found in .* downloads are disabled/);
+    await expectUserError(loadDataset('fashion-mnist', 'train', { cacheDir: empty, systemDir: null, download: false, env: {} }), /not found in .* downloads are disabled/);
+    await fsp.rm(empty, { recursive: true });
+  });
+
+  test('an explicit --data-dir without the files is an error, not passed over for other places', async () => {
+    const empty = await tempDir();
+    await expectUserError(loadDataset('fashion-mnist', 'train', isolated(empty, cache)), /--data-dir .* holds no train IDX files/);
     await fsp.rm(empty, { recursive: true });
   });
 });
