@@ -113,7 +113,7 @@ async function decodeRaw(file: string, height: number, width: number, channels: 
       .raw()
       .toBuffer({ resolveWithObject: true }));
   } catch (e) {
-    throw new UserError(`${displayPath(file)}: cannot decode image (${(e as Error).message}); remove or replace it`);
+    throw new UserError(`${displayPath(file)}: cannot decode image (${(e as Error).message.split('\n')[0]}); remove or replace it`);
   }
   if (info.channels !== channels || info.width !== width || info.height !== height) {
     throw new Error(`decodeImage: sharp returned ${info.width}x${info.height}x${info.channels} for ${file}`);

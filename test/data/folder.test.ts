@@ -92,6 +92,12 @@ describe('image folders', () => {
     await expectUserError(loadDataset(`folder:${bad}`, 'train'), /b: class folder has no images/);
     await fsp.writeFile(path.join(bad, 'b', 'broken.jpg'), Buffer.from('definitely not a jpeg'));
     await expectUserError(loadDataset(`folder:${bad}`, 'train'), /broken\.jpg: cannot decode image .*remove or replace it/);
+    // A JPEG cut short: libvips' multi-line complaint becomes one line.
+    const jpeg = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 9, g: 99, b: 199 } } }).jpeg().toBuffer();
+    await fsp.writeFile(path.join(bad, 'b', 'broken.jpg'), jpeg.subarray(0, 200));
+    const err = await loadDataset(`folder:${bad}`, 'train').catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/broken\.jpg: cannot decode image/);
+    expect((err as Error).message).not.toContain('\n');
     await expectUserError(loadDataset(`folder:${path.join(root, 'nope')}`, 'train'), /no such directory/);
     await expectUserError(loadDataset(`folder:${path.join(bad, 'a')}`, 'train'), /no class sub-directories/);
     await expectUserError(loadDataset(`folder:${bad}`, 'train', { imageSize: 0 }), /--image-size/);
