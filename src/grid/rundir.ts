@@ -70,7 +70,8 @@ export interface Attempt {
   pid: number;
   started: string;
   ended: string | null;
-  outcome: 'ok' | 'failed' | 'interrupted' | null;
+  /** null while running; 'abandoned': its scheduler died without recording how it ended (found by a later attempt). */
+  outcome: 'ok' | 'failed' | 'interrupted' | 'abandoned' | null;
   /** Whether training continued from an existing run directory (advrun train --resume). */
   resumed: boolean;
   stages: string[];

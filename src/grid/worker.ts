@@ -146,6 +146,8 @@ export async function executeRun(run: PlannedRun, o: ExecuteOptions): Promise<Ru
     if (runState(o.out, run).status === 'done') return report('skipped');
     if (!existsSync(p.run)) writeFileAtomic(p.run, JSON.stringify({ id: run.id, index: run.index, label: run.label, train: run.train, eval: run.eval }, null, 2));
     const attempts = readJson<Attempt[]>(p.attempts) ?? [];
+    // We hold the lock, so an attempt still open belongs to a scheduler that was killed (SIGKILL) mid-run.
+    for (const a of attempts) if (a.outcome === null) Object.assign(a, { outcome: 'abandoned', error: a.error ?? 'its scheduler stopped without recording an outcome (killed?)' });
     let error: string | null = null;
     let resumed = false;
     for (let k = 0; k <= o.retries; k++) {

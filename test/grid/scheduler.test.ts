@@ -2,7 +2,7 @@
 // a worker killed with SIGKILL mid-run stops nothing else, and re-running the same command skips
 // the finished runs, resumes the killed one from its checkpoint, and ends with the same table as
 // an uninterrupted grid.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLock } from '../../src/grid/lock.js';
@@ -111,5 +111,23 @@ describe('grid scheduler (local pool, real processes)', () => {
     const table = readJsonFile(join(dir, 'table.json'));
     expect(table.summary).toMatchObject({ total: 4, done: 4 });
     expect(table.runs.every((r: { robust_acc: unknown }) => typeof r.robust_acc === 'number')).toBe(true);
+  });
+});
+
+describe('attempt records', () => {
+  beforeAll(ensureBuilt);
+  it('an attempt left open by a killed scheduler is marked abandoned by the next one', () => {
+    const spec = writeSpec(tempDir('abandoned-spec'), { name: 'abandoned', base: TINY_BASE, axes: { seed: [0] }, eval: null, table: { rows: ['seed'], metric: ['val_clean_acc'] } });
+    const dir = tempDir('abandoned');
+    const plan = JSON.parse(runCli(['grid', 'plan', spec, '--json']).stdout);
+    const p = runPaths(dir, plan.runs[0].id);
+    mkdirSync(p.dir, { recursive: true });
+    const open: Attempt = { attempt: 1, hostname: 'gone', pid: 999999, started: new Date().toISOString(), ended: null, outcome: null, resumed: false, stages: [], error: null, seconds: null };
+    writeFileSync(p.attempts, JSON.stringify([open]));
+    const r = runCli(['grid', 'run', spec, '--out', dir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const attempts = readJsonFile(p.attempts) as Attempt[];
+    expect(attempts.map((a) => a.outcome)).toEqual(['abandoned', 'ok']);
+    expect(attempts[0]!.error).toMatch(/stopped without recording an outcome/);
   });
 });
