@@ -46,6 +46,11 @@ export function allocate(dtype: DType, n: number): TensorData {
   }
 }
 
+/**
+ * A tensor of `dtype`. Plain numbers are values: float16 ones are rounded to half precision (a Uint16Array
+ * is taken as the bit patterns themselves), int64 ones are clamped to the int64 range (ONNX's INT64_MAX
+ * sentinel arrives as the double 2^63, which would wrap to INT64_MIN).
+ */
 export function makeTensor(dtype: DType, dims: number[], data?: TensorData | ArrayLike<number> | bigint[]): Tensor {
   const n = numel(dims);
   let out: TensorData;
@@ -54,11 +59,40 @@ export function makeTensor(dtype: DType, dims: number[], data?: TensorData | Arr
   else {
     out = allocate(dtype, n);
     const src = data as ArrayLike<number | bigint>;
-    if (out instanceof BigInt64Array) for (let i = 0; i < n; i++) out[i] = BigInt(src[i] as number | bigint);
+    if (out instanceof BigInt64Array) for (let i = 0; i < n; i++) out[i] = toInt64(src[i]!);
+    else if (dtype === 'float16') for (let i = 0; i < n; i++) out[i] = floatToHalf(Number(src[i]));
     else for (let i = 0; i < n; i++) (out as Float32Array)[i] = Number(src[i]);
   }
   if (out.length !== n) throw new Error(`tensor data has ${out.length} elements but dims [${dims}] need ${n}`);
   return { dtype, dims: [...dims], data: out };
+}
+
+const INT64_MAX = 2n ** 63n - 1n, INT64_MIN = -(2n ** 63n);
+
+function toInt64(v: number | bigint): bigint {
+  if (typeof v === 'bigint') return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : v;
+  if (v >= 2 ** 63) return INT64_MAX;
+  if (v <= -(2 ** 63)) return INT64_MIN;
+  return BigInt(Math.trunc(v));
+}
+
+const f32 = new Float32Array(1);
+const f32Bits = new Uint32Array(f32.buffer);
+
+/** IEEE single -> half bit pattern, rounding to nearest even (overflow to infinity, underflow to zero). */
+export function floatToHalf(v: number): number {
+  f32[0] = v;
+  const x = f32Bits[0]!;
+  const sign = (x >>> 16) & 0x8000, exp = (x >>> 23) & 0xff, mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  const round = (m: number, shift: number) => {
+    const h = m >>> shift, rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
+    return rem > half || (rem === half && (h & 1)) ? h + 1 : h;
+  };
+  if (e <= 0) return e < -10 ? sign : sign | round(mant | 0x800000, 14 - e); // subnormal half
+  return sign | round((e << 23) | mant, 13); // a carry out of the mantissa bumps the exponent, as it should
 }
 
 function sameKind(dtype: DType, data: TensorData): boolean {

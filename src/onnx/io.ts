@@ -74,7 +74,7 @@ export function graphToModelProto(g: Graph, metadata: Record<string, string> = {
 
 interface TensorMsg {
   name?: string; dims?: number[]; dataType?: number; rawData?: Uint8Array; floatData?: number[]; int32Data?: number[];
-  int64Data?: number[]; doubleData?: number[]; uint64Data?: number[]; dataLocation?: number;
+  int64Data?: string[]; doubleData?: number[]; uint64Data?: string[]; dataLocation?: number;
 }
 
 function tensorFromProto(t: TensorMsg, where: string): Tensor {
@@ -82,7 +82,10 @@ function tensorFromProto(t: TensorMsg, where: string): Tensor {
   const dims = (t.dims ?? []).map(Number);
   if (t.dataLocation === 1) throw new GraphError(`${where}: tensor "${t.name}" uses external data, which advrun does not read; re-export with the weights embedded`);
   if (t.rawData && t.rawData.length > 0) return tensorFromBytes(dtype, dims, t.rawData);
-  const typed = t.floatData?.length ? t.floatData : t.doubleData?.length ? t.doubleData : t.int64Data?.length ? t.int64Data : t.int32Data?.length ? t.int32Data : t.uint64Data ?? [];
+  if (t.int64Data?.length || t.uint64Data?.length) return makeTensor(dtype, dims, (t.int64Data ?? t.uint64Data)!.map((v) => BigInt(v)));
+  // float16 is stored as bit patterns in int32_data.
+  if (dtype === 'float16') return makeTensor(dtype, dims, Uint16Array.from(t.int32Data ?? []));
+  const typed = t.floatData?.length ? t.floatData : t.doubleData?.length ? t.doubleData : t.int32Data ?? [];
   return makeTensor(dtype, dims, typed.map(Number));
 }
 
@@ -103,7 +106,8 @@ function attrFromProto(a: Record<string, any>, where: string): Attr {
 export function modelProtoToGraph(bytes: Uint8Array, source = 'model'): Graph {
   let msg: Record<string, any>;
   try {
-    msg = ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, defaults: false, arrays: true }) as Record<string, any>;
+    // int64 as strings: 2^63 - 1 and the like survive exactly (as Numbers they would round past the int64 range).
+    msg = ModelProto.toObject(ModelProto.decode(bytes), { longs: String, defaults: false, arrays: true }) as Record<string, any>;
   } catch (e) {
     throw new GraphError(`${source} is not a valid ONNX model (protobuf decoding failed: ${(e as Error).message})`);
   }

@@ -128,6 +128,17 @@ describe('element-wise VJP rules', () => {
     });
   });
 
+  test("through float16: the backward pass's own constants (seed, 0.5 of Sqrt, 1 of Sigmoid) are float16 values", async () => {
+    const { grads } = await gradientAt({
+      dtype: 'float32',
+      inputs: [{ name: 'x', shape: [3], init: [0.25, 0.5, 1] }],
+      build: (b, [x]) => b.cast(b.add(b.sqrt(b.cast(x!, 'float16')), b.sigmoid(b.cast(x!, 'float16'))), 'float32'),
+      cotangent: [1, 1, 1],
+    });
+    const want = [0.25, 0.5, 1].map((v) => 0.5 / Math.sqrt(v) + Math.exp(-v) / (1 + Math.exp(-v)) ** 2);
+    grads.x!.forEach((g, i) => expect(Math.abs(g - want[i]!)).toBeLessThan(2e-3 * want[i]!));
+  });
+
   test('Cast to an integer type carries no gradient', async () => {
     // y = x * float(int(x)): only the first factor is differentiable.
     const init = [-2.7, -0.4, 0.6, 1.3, 3.9];

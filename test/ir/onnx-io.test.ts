@@ -6,6 +6,7 @@ import { newGraph } from '../../src/ir/builder.js';
 import { GraphError } from '../../src/ir/graph.js';
 import { makeTensor, toNumbers } from '../../src/ir/tensor.js';
 import { graphToModelProto, loadOnnxFile, modelProtoToGraph } from '../../src/onnx/io.js';
+import { ModelProto } from '../../src/onnx/schema.js';
 import { CompiledGraph } from '../../src/runtime/session.js';
 
 const FIX = join(import.meta.dirname, '..', 'fixtures', 'torch');
@@ -83,5 +84,38 @@ describe('graph IR and ONNX I/O', () => {
     expect(() => loadOnnxFile(bad)).toThrow(GraphError);
     expect(() => loadOnnxFile(bad)).toThrow(/bad\.onnx is not a valid ONNX model/);
     expect(() => loadOnnxFile(join(dir, 'missing.onnx'))).toThrow(/no such file/);
+  });
+});
+
+describe('values at the edges of their types', () => {
+  /** A Slice(x, starts, ends) model written the way onnx.helper writes it: typed int64_data, not raw bytes. */
+  function sliceModel(ends: string): Uint8Array {
+    const int64 = (name: string, v: string) => ({ name, dims: [1], dataType: 7, int64Data: [v] });
+    const vi = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+    return ModelProto.encode(ModelProto.fromObject({
+      irVersion: 8, opsetImport: [{ domain: '', version: 13 }],
+      graph: {
+        name: 's', input: [vi('x', [2, 4])], output: [vi('y', [2, 3])],
+        initializer: [int64('starts', '1'), int64('ends', ends), int64('axes', '1')],
+        node: [{ opType: 'Slice', input: ['x', 'starts', 'ends', 'axes'], output: ['y'] }],
+      },
+    })).finish();
+  }
+
+  test("int64 INT64_MAX (Slice's 'to the end') survives reading and writing", async () => {
+    const g = modelProtoToGraph(sliceModel('9223372036854775807'), 'slice.onnx');
+    expect(g.initializers.get('ends')!.data[0]).toBe(2n ** 63n - 1n);
+    expect(g.shape('y')).toEqual([2, 3]);
+    const s = await CompiledGraph.create(modelProtoToGraph(graphToModelProto(g), 'again'));
+    const y = (await s.runTensors({ x: makeTensor('float32', [2, 4], [0, 1, 2, 3, 4, 5, 6, 7]) })).y!;
+    expect(y.dims).toEqual([2, 3]);
+    expect(toNumbers(y)).toEqual([1, 2, 3, 5, 6, 7]);
+    // A JS number at or past 2^63 (an attribute's INT64_MAX read as a double) clamps instead of wrapping.
+    expect(makeTensor('int64', [2], [2 ** 63, -(2 ** 64)]).data).toEqual(BigInt64Array.from([2n ** 63n - 1n, -(2n ** 63n)]));
+  });
+
+  test('float16 tensors made from numbers hold those values (not bit patterns)', () => {
+    expect(Array.from(makeTensor('float16', [4], [1, -2, 0.1, 65504]).data)).toEqual([0x3c00, 0xc000, 0x2e66, 0x7bff]);
+    expect(Array.from(makeTensor('float16', [1], Uint16Array.from([0x3c00])).data)).toEqual([0x3c00]); // bits stay bits
   });
 });
