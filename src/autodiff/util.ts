@@ -13,8 +13,15 @@ export function unbroadcast(b: Builder, g: string, target: string): string {
   const lead = gs.length - ts.length;
   const axes: number[] = [];
   for (let i = 0; i < gs.length; i++) {
+    const t = ts[i - lead];
     if (i < lead) axes.push(i);
-    else if (ts[i - lead] === 1 && gs[i] !== 1) axes.push(i);
+    else if (t === 1 && gs[i] !== 1) axes.push(i);
+    else if (typeof t === 'string' && typeof gs[i] === 'number' && (gs[i] as number) > 1) {
+      // A symbolic size against a static one: 1 at run time (broadcast: sum over it) or that size (keep it)?
+      // The graph cannot tell, and either guess gives some inputs a wrong gradient. (Two different symbols
+      // are taken to be the same size: a batch dimension named differently by two parts of a graph.)
+      throw new Error(`cannot differentiate the broadcast of "${target}" (dimension ${i - lead} is "${t}") to [${gs}]: give that dimension a static size`);
+    }
   }
   let r = axes.length ? b.reduceSum(g, axes, true) : g;
   if (lead > 0) r = b.squeeze(r, Array.from({ length: lead }, (_, i) => i));

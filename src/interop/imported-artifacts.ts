@@ -81,7 +81,8 @@ export function ensureImportedArtifacts(im: ImportedOnnx, graphsRoot: string | n
   }
   const origin: ImportedManifest['source'] = { kind: 'onnx', file: im.source, sha256: im.sha256, opset: im.opset, notes: im.notes };
   return writeArtifacts(dir, key, cfg, { gens, params: im.params, buffers: im.buffers, feedback }, {
-    persist: graphsRoot !== null,
+    // Graphs made with gradOptions (e.g. a smoothed backward) are not what the key names: never cached.
+    persist: graphsRoot !== null && !opts.gradOptions,
     metadata: { advrun_source: im.sha256 },
     extra: { source: origin },
   });

@@ -124,7 +124,8 @@ export function modelProtoToGraph(bytes: Uint8Array, source = 'model'): Graph {
     if (g.initializers.has(vi.name)) continue; // older exporters list initializers among the inputs
     const tt = vi.type?.tensorType;
     if (!tt) throw new GraphError(`${source}: input "${vi.name}" is not a tensor`);
-    const shape: Shape = (tt.shape?.dim ?? []).map((d: any) => (d.dimValue !== undefined ? Number(d.dimValue) : d.dimParam || `unk_${unknown++}`));
+    if (!tt.shape) throw new GraphError(`${source}: input "${vi.name}" declares no shape (not even its rank); re-export the model with input shapes`);
+    const shape: Shape = (tt.shape.dim ?? []).map((d: any) => (d.dimValue !== undefined ? Number(d.dimValue) : d.dimParam || `unk_${unknown++}`));
     g.addInput(vi.name, dtypeFromOnnxCode(tt.elemType), shape);
   }
   for (const [i, np] of (gp.node ?? []).entries()) {

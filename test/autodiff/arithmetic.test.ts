@@ -25,3 +25,17 @@ describe('arithmetic VJP rules', () => {
     await gradcheck({ inputs: [{ name: 'a', shape: [5] }], build: (b, [x]) => b.mul(b.add(x!, x!), x!) });
   });
 });
+
+describe('broadcasting a symbolic dimension', () => {
+  test('against a static size > 1 the gradient cannot be shaped: an error, not a silently wrong gradient', async () => {
+    const { newGraph } = await import('../../src/ir/builder.js');
+    const { addGradients } = await import('../../src/autodiff/grad.js');
+    const { graph, b } = newGraph('bc');
+    const x = graph.addInput('x', 'float32', ['N', 3]), y = graph.addInput('y', 'float32', [5, 3]);
+    expect(() => addGradients(graph, b.sumAll(b.add(x, y)), [x])).toThrow(/cannot differentiate the broadcast of "x" \(dimension 0 is "N"\) to \[5,3\]/);
+    // The same symbol on both sides is the batch: fine.
+    const g2 = newGraph('bc2');
+    const a = g2.graph.addInput('a', 'float32', ['N', 3]), c = g2.graph.addInput('c', 'float32', ['N', 1]);
+    expect(() => addGradients(g2.graph, g2.b.sumAll(g2.b.mul(a, c)), [a, c])).not.toThrow();
+  });
+});

@@ -32,6 +32,14 @@ describe('element-wise VJP rules', () => {
     expect(grads.p![2]).toBeCloseTo(4 * Math.log(2), 12);
   });
 
+  test('Pow with exponent 0: the base gradient is 0, also at base 0 (PyTorch: [0, 0, 0], not NaN)', async () => {
+    const { grads } = await gradientAt({
+      inputs: [{ name: 'a', shape: [3], init: [0, 2, -1] }, { name: 'p', shape: [3], init: [0, 0, 0] }],
+      build: (b, [a, p]) => b.op('Pow', [a!, p!]),
+    });
+    expect(grads.a!.map((v) => v + 0)).toEqual([0, 0, 0]);
+  });
+
   const unary: [string, 'normal' | 'positive' | 'awayFromZero'][] = [
     ['Sqrt', 'positive'], ['Exp', 'normal'], ['Log', 'positive'], ['Erf', 'normal'], ['Abs', 'awayFromZero'], ['Reciprocal', 'awayFromZero'],
   ];

@@ -119,3 +119,31 @@ describe('values at the edges of their types', () => {
     expect(Array.from(makeTensor('float16', [1], Uint16Array.from([0x3c00])).data)).toEqual([0x3c00]); // bits stay bits
   });
 });
+
+describe('shape inference edge cases', () => {
+  test('products of symbolic dims get new names; Shape start/end; Expand broadcasts; ConvTranspose SAME', () => {
+    const { graph: g, b } = newGraph('shapes', 17);
+    const x = g.addInput('x', 'float32', ['N', 2, 3]);
+    const f2 = b.flatten(x, 2), f0 = b.flatten(x, 0);
+    expect(g.shape(f2)[0]).not.toBe('N'); // 2N rows
+    expect(g.shape(f2)[1]).toBe(3);
+    expect(g.shape(f0)).toEqual([1, expect.not.stringMatching(/^N$/)]);
+    const m = g.addInput('m', 'float32', ['N', 'M', 6]);
+    expect(g.shape(b.reshape(m, [-1, 6]))[0]).not.toBe('N'); // N*M rows
+    expect(g.shape(b.reshape(x, [-1, 6]))).toEqual(['N', 6]); // one symbol, the rest static: it passes through
+    const shapeFrom1 = g.addNode('Shape', [x], { start: 1 })[0]!;
+    expect(g.shape(shapeFrom1)).toEqual([2]);
+    const col = g.addInput('col', 'float32', [3, 1]), row = g.addInput('row', 'float32', [1, 4]);
+    expect(g.shape(b.op('Expand', [col, b.op('Shape', [row])]))).toEqual([3, 4]);
+    const img = g.addInput('img', 'float32', ['N', 2, 5, 5]), w = g.addInput('w', 'float32', [2, 3, 3, 3]);
+    expect(g.shape(b.op('ConvTranspose', [img, w], { strides: [2, 2], auto_pad: 'SAME_UPPER' }))).toEqual(['N', 3, 10, 10]);
+  });
+
+  test('an input without a declared shape is an error, not a scalar', () => {
+    const bytes = ModelProto.encode(ModelProto.fromObject({
+      irVersion: 8, opsetImport: [{ domain: '', version: 17 }],
+      graph: { name: 'g', input: [{ name: 'x', type: { tensorType: { elemType: 1 } } }], output: [{ name: 'y', type: { tensorType: { elemType: 1 } } }], node: [{ opType: 'Relu', input: ['x'], output: ['y'] }] },
+    })).finish();
+    expect(() => modelProtoToGraph(bytes, 'noshape.onnx')).toThrow(/noshape\.onnx: input "x" declares no shape/);
+  });
+});

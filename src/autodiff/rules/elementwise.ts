@@ -20,16 +20,18 @@ export function maskGrad(b: Builder, mask: string, gy: string): string {
   return b.mul(gy, b.cast(mask, b.dtype(gy)));
 }
 
-// y = a^p.  da = g * p * a^(p-1): Pow(a, p-1) rather than p*y/a so that a = 0 is fine.
+// y = a^p.  da = g * p * a^(p-1): Pow(a, p-1) rather than p*y/a so that a = 0 is fine for p >= 1; for p = 0
+// (y = 1) da is 0 everywhere, as in PyTorch, where p * a^(p-1) would be 0 * inf = NaN at a = 0.
 // dp = g * y * log(a), defined for a > 0 only. Elsewhere we give 0 (the limit at a = 0 for p > 0,
 // as PyTorch does); for a < 0 PyTorch returns NaN, which would silently poison a training run.
 registerVjp('Pow', ({ b, gradOutputs: [gy], input, output, needs }) => {
   const a = input(0), dt = b.dtype(a);
   const p = b.cast(input(1), dt); // the exponent may be an integer tensor
-  const ga = needs(0) ? unbroadcast(b, b.mul(gy!, b.mul(p, b.op('Pow', [a, b.sub(p, b.scalar(1, dt))]))), a) : undefined;
+  const zero = b.scalar(0, dt);
+  const slope = b.mul(p, b.op('Pow', [a, b.sub(p, b.scalar(1, dt))]));
+  const ga = needs(0) ? unbroadcast(b, b.mul(gy!, b.where(b.equal(p, zero), zero, slope)), a) : undefined;
   let gp: string | undefined;
   if (needs(1)) {
-    const zero = b.scalar(0, dt);
     const safeLog = b.where(b.greater(a, zero), b.log(a), zero);
     gp = unbroadcast(b, b.mul(gy!, b.mul(output(0), safeLog)), input(1));
   }

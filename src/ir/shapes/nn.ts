@@ -43,7 +43,10 @@ registerShape('ConvTranspose', (ctx) => {
   const pads = attrInts(ctx.node, 'pads', Array(2 * r).fill(0));
   const outPad = attrInts(ctx.node, 'output_padding', Array(r).fill(0));
   const explicit = ctx.node.attrs.output_shape?.value as number[] | undefined;
-  const out = explicit ?? spatial.map((n, i) => strides[i]! * (n - 1) + outPad[i]! + (kernel[i]! - 1) * dil[i]! + 1 - pads[i]! - pads[i + r]!);
+  // SAME_UPPER / SAME_LOWER: the output is input * stride, whatever the kernel (the pads follow from it).
+  const autoPad = String(ctx.node.attrs.auto_pad?.value ?? 'NOTSET');
+  const same = autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER' ? spatial.map((n, i) => n * strides[i]!) : undefined;
+  const out = explicit ?? same ?? spatial.map((n, i) => strides[i]! * (n - 1) + outPad[i]! + (kernel[i]! - 1) * dil[i]! + 1 - pads[i]! - pads[i + r]!);
   const cout = typeof w[1] === 'number' ? w[1] * group : w[1]!;
   return [{ dtype: ctx.inputs[0]!.dtype, shape: [x[0]!, cout, ...out] }];
 });

@@ -23,10 +23,16 @@ function constInput(ctx: ShapeContext, i: number): number[] | undefined {
 }
 const norm = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
 
-function product(dims: Dim[]): Dim {
+/**
+ * Product of dims: a number when all are static; a symbol when it is the only factor besides 1s; else
+ * `fresh` (a new symbol: N*2 or N*M is no dimension the graph already names).
+ */
+function product(dims: Dim[], fresh: Dim = '?'): Dim {
   let p = 1;
-  for (const d of dims) { if (typeof d !== 'number') return d; p *= d; }
-  return p;
+  const symbols: Dim[] = [];
+  for (const d of dims) { if (typeof d === 'number') p *= d; else symbols.push(d); }
+  if (!symbols.length) return p;
+  return symbols.length === 1 && p === 1 ? symbols[0]! : fresh;
 }
 
 registerShape('Reshape', (ctx) => {
@@ -34,6 +40,12 @@ registerShape('Reshape', (ctx) => {
   const target = constInput(ctx, 1);
   const dtype = input(ctx, 0).dtype;
   if (!target) {
+    // Reshape(v, Shape(y)): y's shape, symbolic dims included (how a cotangent is put back into its input's shape).
+    const src = ctx.graph.producer(ctx.node.inputs[1]!);
+    if (src?.op === 'Shape' && !src.attrs.start && !src.attrs.end) {
+      const s = ctx.graph.type(src.inputs[0]!).shape;
+      if (s) return [{ dtype, shape: [...s] }];
+    }
     const len = input(ctx, 1).shape?.[0];
     return [{ dtype, shape: typeof len === 'number' ? Array.from({ length: len }, (_, i) => `${ctx.node.outputs[0]}_d${i}`) : null }];
   }
@@ -47,10 +59,10 @@ registerShape('Reshape', (ctx) => {
       if (total % part !== 0) throw new Error(`cannot reshape [${x}] to [${target}]`);
       out[inferIdx] = total / part;
     } else {
-      // The symbolic batch dimension passes through when every other dimension is static.
-      const sym = x.find((d) => typeof d !== 'number');
+      // The symbolic batch dimension passes through when it is the only symbolic one and the rest are static.
+      const symbols = x.filter((d) => typeof d !== 'number');
       const staticIn = product(x.filter((d) => typeof d === 'number'));
-      out[inferIdx] = sym !== undefined && typeof part === 'number' && staticIn === part ? sym : `${ctx.node.outputs[0]}_d${inferIdx}`;
+      out[inferIdx] = symbols.length === 1 && typeof part === 'number' && staticIn === part ? symbols[0]! : `${ctx.node.outputs[0]}_d${inferIdx}`;
     }
   } else {
     const a = product(x), b = product(out);
@@ -62,7 +74,8 @@ registerShape('Reshape', (ctx) => {
 registerShape('Flatten', (ctx) => {
   const x = shapeOf(ctx, 0);
   const axis = norm(attrInt(ctx.node, 'axis', 1), x.length);
-  return [{ dtype: input(ctx, 0).dtype, shape: [product(x.slice(0, axis)), product(x.slice(axis))] }];
+  const out = ctx.node.outputs[0];
+  return [{ dtype: input(ctx, 0).dtype, shape: [product(x.slice(0, axis), `${out}_d0`), product(x.slice(axis), `${out}_d1`)] }];
 });
 
 registerShape('Transpose', (ctx) => {
@@ -181,7 +194,12 @@ registerShape(['ArgMax', 'ArgMin'], (ctx) => {
   return [{ dtype: 'int64', shape: keep ? x.map((d, i) => (i === axis ? 1 : d)) : x.filter((_, i) => i !== axis) }];
 });
 
-registerShape('Shape', (ctx) => [{ dtype: 'int64', shape: [shapeOf(ctx, 0).length] }]);
+registerShape('Shape', (ctx) => {
+  // start/end (opset 15) select a range of dims, negative values counting from the end, clamped.
+  const r = shapeOf(ctx, 0).length;
+  const at = (v: number) => Math.min(r, Math.max(0, v < 0 ? v + r : v));
+  return [{ dtype: 'int64', shape: [Math.max(0, at(attrInt(ctx.node, 'end', r)) - at(attrInt(ctx.node, 'start', 0)))] }];
+});
 registerShape('Size', () => [{ dtype: 'int64', shape: [] }]);
 
 registerShape('Cast', (ctx) => [{ dtype: dtypeFromOnnxCode(attrInt(ctx.node, 'to')), shape: input(ctx, 0).shape }]);
@@ -222,18 +240,24 @@ registerShape('Expand', (ctx) => {
     const src = ctx.graph.producer(ctx.node.inputs[1]!);
     if (src?.op === 'Shape' && !src.attrs.start && !src.attrs.end) {
       const s = ctx.graph.type(src.inputs[0]!).shape;
-      if (s) return [{ dtype: input(ctx, 0).dtype, shape: s.length >= x.length ? [...s] : [...x] }];
+      if (s) return [{ dtype: input(ctx, 0).dtype, shape: expandedShape(x, s) }];
     }
     return [{ dtype: input(ctx, 0).dtype, shape: null }];
   }
+  return [{ dtype: input(ctx, 0).dtype, shape: expandedShape(x, target) }];
+});
+
+/** Expand's output: x and the target shape broadcast together (a 1 in the target keeps x's size). */
+function expandedShape(x: Dim[], target: Dim[]): Dim[] {
   const r = Math.max(x.length, target.length);
   const out: Dim[] = [];
   for (let i = 0; i < r; i++) {
     const a = x[x.length - r + i] ?? 1, b = target[target.length - r + i] ?? 1;
-    out.push(b === 1 ? a : b);
+    // A 1 on either side takes the other; a static size beats a symbol; two different symbols: the target's.
+    out.push(b === 1 ? a : a === 1 || a === b ? b : typeof a === 'number' && typeof b !== 'number' ? a : b);
   }
-  return [{ dtype: input(ctx, 0).dtype, shape: out }];
-});
+  return out;
+}
 
 registerShape('Tile', (ctx) => {
   const x = shapeOf(ctx, 0);
