@@ -55,6 +55,8 @@ export function resolveDataChoice(path: string, o: DatasetChoice): DatasetChoice
     dataset,
     classes: o.classes ?? (extra.classes as string | null) ?? undefined,
     val: val === 0 ? undefined : val, // 0: nothing held out
+    // The training images as the run saw them: also its --limit subset (the same seeded selection).
+    limit: o.limit ?? (o.split === 'train' && o.trainAsSeen === true ? ((extra.limit as number | null | undefined) ?? undefined) : undefined),
     valFrom: o.val !== undefined ? 'option' : !holdsOut ? 'none' : recordedVal !== undefined ? 'checkpoint' : 'default',
     // Image folders are decoded at the size the model takes (a checkpoint records it).
     imageSize: o.imageSize ?? meta?.model?.imageSize,

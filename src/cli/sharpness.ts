@@ -17,7 +17,7 @@ import { loadChosenDataset, openForDataset, resolveDataChoice } from './load-mod
 import { interactive } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
-export const SUBSET_RULE = 'the first n examples, in dataset order, of the training split (after holding out --val like `advrun train`), no augmentation';
+export const SUBSET_RULE = 'the first n examples, in dataset order, of the training split (after holding out --val and taking the run's --limit subset, like `advrun train`), no augmentation';
 
 export const sharpnessCommand: CommandModule = {
   command: 'sharpness',
@@ -75,7 +75,7 @@ export const sharpnessCommand: CommandModule = {
       loss: r.loss, grad_norm: r.grad_norm, weight_norm: r.weight_norm, num_params: r.num_params, hvp_calls: r.hvp_calls,
       objective: 'mean cross-entropy over the subset, w.r.t. all parameters (BN running statistics fixed)', bn_mode: 'eval',
       estimators: { lambda_max: 'power iteration on Hessian-vector products (Gaussian start, Rayleigh quotient)', trace: 'Hutchinson, Rademacher vectors' },
-      subset: { rule: SUBSET_RULE, split: 'train', val: choice.val ?? null, val_from: choice.valFrom },
+      subset: { rule: SUBSET_RULE, split: 'train', val: choice.val ?? null, val_from: choice.valFrom, limit: choice.limit ?? null },
       batch_size: a.batchSize,
       model: resolve(a.model), model_sha256: model.sha256, kind_of_model: model.kind, arch: model.spec.arch,
       dataset: ds.name, classes: choice.classes ?? null, data_source: ds.source,

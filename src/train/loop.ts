@@ -319,7 +319,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
       const score = val.robust ?? val.clean;
       const isBest = score > best.score;
       if (isBest) best = { epoch, score };
-      const meta = { model: spec, epoch: epoch + 1, step: rt.step, extra: { best, artifacts: artifacts.manifest.key, dataset: cfg.dataset, classes: cfg.classes ?? null, valSplit: cfg.valSplit, method: cfg.method, ...(imported ? { onnx: imported.onnx } : {}) } };
+      const meta = { model: spec, epoch: epoch + 1, step: rt.step, extra: { best, artifacts: artifacts.manifest.key, dataset: cfg.dataset, classes: cfg.classes ?? null, valSplit: cfg.valSplit, limit: cfg.limit ?? null, method: cfg.method, ...(imported ? { onnx: imported.onnx } : {}) } };
       const state = rt.getState();
       // Metrics, best and snapshots first, the latest checkpoint last: a crash in between leaves the
       // latest checkpoint one epoch behind, and resuming drops the extra metrics line and redoes that

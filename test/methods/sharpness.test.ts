@@ -297,4 +297,21 @@ describe('advrun sharpness', () => {
     // Different hold-outs leave different first-n training images, hence different losses.
     expect(new Set([recorded.loss, explicit.loss, other.loss]).size).toBe(3);
   });
+
+  test("measures on the images the run trained on: its --limit subset too", async () => {
+    const graphsDir = tmp('advrun-graphs-');
+    const spec: ModelSpec = { arch: 'small-cnn', numClasses: 10, inChannels: 1, imageSize: 28, width: 4, activation: parseActivation('relu'), mean: [0.286], std: [0.353] };
+    const art = ensureArtifacts({ model: spec, loss: { kind: 'ce', labelSmoothing: 0 }, optimizer: { kind: 'sgd', momentum: 0, nesterov: false, weightDecay: 0 } }, graphsDir);
+    const ck = join(tmp('advrun-sharp-'), 'model.safetensors');
+    saveCheckpoint(ck, initialState(art.manifest, 1), { model: spec, epoch: 0, step: 0, extra: { dataset: 'fashion-mnist-mini', classes: null, valSplit: 0.1, limit: 30 } });
+    const r = runCli(['sharpness', '--model', ck, '--n', '1000', '--iters', '1', '--samples', '1', '--json'], { ADVRUN_GRAPHS_DIR: graphsDir });
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.subset).toMatchObject({ val: 0.1, limit: 30 });
+    expect(out.n).toBe(30); // the run's 30 training images, not the first 1000 of the split
+    // The same 30 images advrun train used (val held out first, then the seeded --limit subset).
+    const { loadDataset } = await import('../../src/data/index.js');
+    const seen = await loadDataset('fashion-mnist-mini', 'train', { val: 0.1, limit: 30, seed: 0 });
+    expect(out.n).toBe(seen.n);
+  });
 });
