@@ -38,13 +38,14 @@ def time_it(fn, iters, warmup, batch):
 def main():
     p = argparse.ArgumentParser()
     for name, typ, default in [("arch", str, "small-cnn"), ("batch", int, 128), ("eval-batch", int, 500), ("iters", int, 10), ("warmup", int, 2),
-                               ("threads", int, 2), ("in-channels", int, 1), ("image-size", int, 28), ("num-classes", int, 10), ("width", int, 0)]:
+                               ("threads", int, 2), ("in-channels", int, 1), ("image-size", int, 28), ("num-classes", int, 10), ("width", int, 0),
+                               ("momentum", float, 0.9), ("weight-decay", float, 5e-4), ("label-smoothing", float, 0.0), ("nesterov", int, 0)]:
         p.add_argument("--" + name, type=typ, default=default)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build(args)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=args.momentum, weight_decay=args.weight_decay, nesterov=bool(args.nesterov))
     x = torch.rand(args.batch, args.in_channels, args.image_size, args.image_size)
     y = torch.randint(0, args.num_classes, (args.batch,))
     xe = torch.rand(args.eval_batch, args.in_channels, args.image_size, args.image_size)
@@ -52,7 +53,7 @@ def main():
     def train_step():
         model.train()
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(model(x), y, label_smoothing=args.label_smoothing).backward()
         opt.step()
 
     def attack_step():

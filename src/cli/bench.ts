@@ -57,9 +57,13 @@ function randomBatch(rng: Rng, n: number, shape: readonly number[], classes: num
 function runTorch(a: any, threads: number): TorchReport {
   const script = join(PACKAGE_ROOT, 'bench', 'torch_bench.py');
   if (!existsSync(TORCH_PYTHON)) throw new UserError(`${TORCH_PYTHON} not found; install Debian's python3-torch or pass --no-torch`);
+  // bench/torch_models.py builds each architecture with ReLU: another activation would be compared with a different model.
+  if (a.activation !== 'relu') throw new UserError(`the PyTorch counterpart (bench/torch_models.py) uses ReLU; pass --no-torch to time --activation ${a.activation} alone`);
   const args = [script, '--arch', a.arch, '--batch', String(a.batch), '--eval-batch', String(a.evalBatch), '--iters', String(a.iters), '--warmup', String(a.warmup),
     '--threads', String(threads), '--in-channels', String(a.inChannels), '--image-size', String(a.imageSize), '--num-classes', String(a.numClasses)];
   if (a.width) args.push('--width', String(a.width));
+  // The same optimizer and loss as advrun's train step.
+  args.push('--momentum', String(a.momentum), '--weight-decay', String(a.weightDecay), '--label-smoothing', String(a.labelSmoothing), '--nesterov', a.nesterov ? '1' : '0');
   const r = spawnSync(TORCH_PYTHON, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new UserError(`PyTorch benchmark failed: ${(r.stderr || r.stdout).trim().split('\n').pop()} (needs Debian's python3-torch; or pass --no-torch)`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);

@@ -17,7 +17,7 @@ import { loadChosenDataset, openForDataset, resolveDataChoice } from './load-mod
 import { interactive } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
-export const SUBSET_RULE = 'the first n examples, in dataset order, of the training split (after holding out --val and taking the run's --limit subset, like `advrun train`), no augmentation';
+export const SUBSET_RULE = 'the first n examples, in dataset order, of the training split (after holding out --val and taking the --limit subset of the run, like `advrun train`), no augmentation';
 
 export const sharpnessCommand: CommandModule = {
   command: 'sharpness',
