@@ -135,7 +135,8 @@ export const transferCommand: CommandModule = {
         warnings, seconds: r.seconds, ...provenance(),
       };
       const dir = resolve(a.out);
-      const caption = `${a.attack} ${norm} eps ${epsText} (${eps.toPrecision(4)}), ${a.steps} steps of ${stepSize.toPrecision(4)}, BN eval, ${ds.name} ${split}, n = ${nSel}, seed ${a.seed}`;
+      const attackExtras = a.attack === 'mifgsm' ? `, decay ${a.decay ?? 1.0}` : a.attack === 'pgd' ? `, random start ${a.randomStart ? 'on' : 'off'}` : '';
+      const caption = `${a.attack} ${norm} eps ${epsText} (${eps.toPrecision(4)}), ${a.steps} steps of ${stepSize.toPrecision(4)}${attackExtras}, BN eval, ${ds.name} ${split}${usedClasses ? ` (classes ${usedClasses})` : ''}, n = ${nSel}, seed ${a.seed}`;
       const files = writeTransferReport(dir, r, out, caption);
       if (a.json) console.log(JSON.stringify(out));
       else {

@@ -65,7 +65,9 @@ export function uniqueLabels(paths: string[]): string[] {
     });
     if (!changed) break;
   }
-  return paths.map((_, i) => label(i));
+  // Labels still equal after every directory is used (a.pt and a.safetensors side by side): keep the extension.
+  const labels = paths.map((_, i) => label(i));
+  return labels.map((l, i) => (labels.some((m, j) => j !== i && m === l && paths[j] !== paths[i]) ? `${l}${extname(paths[i]!)}` : l));
 }
 
 export interface Selection {

@@ -155,5 +155,7 @@ describe('helpers', () => {
 
   test('labels are file names, with parent directories where they clash', () => {
     expect(uniqueLabels(['runs/a/final.safetensors', 'runs/b/final.safetensors', 'x/sam.safetensors'])).toEqual(['a/final', 'b/final', 'sam']);
+    // Same directory, same name, other format: the extension tells them apart.
+    expect(uniqueLabels(['x/t.pt', 'x/t.safetensors', 'x/u.pt'])).toEqual(['x/t.pt', 'x/t.safetensors', 'u']);
   });
 });
