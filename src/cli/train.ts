@@ -1,6 +1,7 @@
 // `advrun train`: adversarial (or standard) training of a built-in architecture on a dataset.
 
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { DATASET_NAMES } from '../data/index.js';
 import { archNames } from '../models/index.js';
@@ -80,7 +81,10 @@ export const trainCommand: CommandModule = {
     // Every file is written atomically, so stopping at once is safe; say how to continue.
     for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
       process.once(sig, () => {
-        process.stderr.write(`advrun: interrupted; ${String(a.out)} keeps the last finished epoch: run the same command with --resume to continue\n`);
+        const started = existsSync(join(String(a.out), 'checkpoint.safetensors'));
+        process.stderr.write(started
+          ? `advrun: interrupted; ${String(a.out)} keeps the last finished epoch: run the same command with --resume to continue\n`
+          : `advrun: interrupted before the first epoch finished; run the same command again${existsSync(join(String(a.out), 'config.json')) ? ' with --resume' : ''}\n`);
         process.exit(code);
       });
     }

@@ -162,7 +162,7 @@ async function locate(name: CifarName, opts: LoadOptions): Promise<Located> {
     if (found) return found;
   }
   // An explicit --data-dir is what the user wants read: not a hint to be passed over silently.
-  if (opts.dataDir !== undefined) {
+  if (opts.dataDir) {
     throw new UserError(`${name}: --data-dir ${displayPath(user!)} holds no ${spec.dirName}/ batch files (in it or in ${spec.dirName}/); point it at the extracted ${spec.archive}, or leave --data-dir out to use the download cache`);
   }
   if (!downloadAllowed(opts)) {

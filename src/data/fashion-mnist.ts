@@ -160,7 +160,7 @@ async function locate(split: Split, opts: LoadOptions): Promise<Located> {
     const found = await locateIn(dir, split, kind);
     if (found) return found;
     // An explicit --data-dir is what the user wants read: not a hint to be passed over silently.
-    if (kind === 'user' && opts.dataDir !== undefined && dir === path.join(userDataDir(opts)!, 'fashion-mnist')) {
+    if (kind === 'user' && opts.dataDir && dir === path.join(userDataDir(opts)!, 'fashion-mnist')) {
       throw new UserError(`fashion-mnist: --data-dir ${displayPath(userDataDir(opts)!)} holds no ${split} IDX files (in it or in fashion-mnist/); point it at them, or leave --data-dir out to use Debian's files or the download cache`);
     }
   }

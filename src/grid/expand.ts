@@ -104,7 +104,8 @@ function matches(flat: Flat, cond: Flat): boolean {
     const actual = flat[k];
     if (Array.isArray(actual)) {
       const options = Array.isArray(v) && !v.every((x) => typeof x === 'number') ? v : [v];
-      return options.some((x) => canonicalJson(typeof x === 'string' ? x.split(',').map((s) => Number(s.trim())) : x) === canonicalJson(actual));
+      const asList = (x: unknown) => (typeof x === 'string' ? x.split(',').map((s) => Number(s.trim())) : typeof x === 'number' ? [x] : x);
+      return options.some((x) => canonicalJson(asList(x)) === canonicalJson(actual));
     }
     return (Array.isArray(v) ? v : [v]).some((x) => same(actual, normalise(k, x)));
   });

@@ -260,7 +260,6 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const spec = imported?.spec ?? modelSpecFor(cfg, trainSet);
   const artifacts = imported?.artifacts ?? ensureArtifacts(artifactConfigFor(cfg, spec), opts.graphsDir);
 
-  mkdirSync(files.dir, { recursive: true });
   let rt: ModelRuntime;
   let metrics: EpochMetrics[] = [];
   let best = { epoch: -1, score: -Infinity };
@@ -273,6 +272,9 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
     best = (ck.meta.extra?.best as typeof best) ?? best;
     // Keep only the epochs the checkpoint includes: later lines belong to the interrupted epoch.
     metrics = readMetrics(files.metrics).filter((m) => m.epoch < startEpoch);
+    if (metrics.length < startEpoch) {
+      throw new UserError(`${files.metrics} has ${metrics.length} epoch records but ${files.checkpoint} is after epoch ${startEpoch}; restore the file (resuming would lose those epochs' records) or start again with another --out`);
+    }
     reporter.log(`resuming ${files.dir} after epoch ${startEpoch}`);
   } else {
     const state = imported ? withZeroMomentum(imported.state, artifacts.manifest) : cfg.init ? fineTuneState(cfg.init, artifacts.manifest, cfg.seed) : initialState(artifacts.manifest, cfg.seed);
@@ -281,6 +283,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   // The train step's session exists before the run directory says a run is in it: a run that cannot start
   // (an unavailable --ep, bad --threads) leaves nothing that would block the corrected command.
   await rt.prepare();
+  mkdirSync(files.dir, { recursive: true });
   writeFileAtomic(files.config, JSON.stringify({ train: cfg, model: spec, artifacts: artifacts.manifest.key, ...provenance() }, null, 2));
   writeFileAtomic(files.metrics, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
 
@@ -289,7 +292,6 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
   const augment = cfg.augment ? defaultAugment(trainSet) : false;
   const k = spec.numClasses;
   const twins = cfg.method.startsWith('twins');
-  const t0 = Date.now();
   reporter.start(cfg.epochs, nb, startEpoch);
   try {
     for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
@@ -334,7 +336,8 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
     reporter.stop();
     await rt.release();
   }
-  const seconds = (Date.now() - t0) / 1000;
+  // Training time over every epoch, those before a --resume included (each epoch records its own).
+  const seconds = metrics.reduce((a, m) => a + m.time_s, 0);
   const last = metrics[metrics.length - 1]!;
   writeFileAtomic(files.result, JSON.stringify({
     kind: 'train', method: cfg.method, dataset: cfg.dataset, arch: cfg.arch, activation: cfg.activation,

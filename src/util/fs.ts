@@ -1,7 +1,7 @@
 // Atomic file writes: write a temp file in the same directory, fsync, then rename over the target,
 // so a reader never sees a half-written checkpoint, result or artifact, even if the process dies.
 
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { UserError } from './errors.js';
 
@@ -22,7 +22,12 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8A
     throw e;
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
 /** The first `n` bytes of a file (fewer if it is shorter) and its size, with readInputFile's one-line errors. */
@@ -62,6 +67,7 @@ export function checkOutputFile(out: string, inputs: string[], force: boolean): 
   const same = (a: string) => resolve(a) === target || (existsSync(a) && existsSync(target) && realpathSync(a) === realpathSync(target));
   const input = inputs.find(same);
   if (input !== undefined) throw new UserError(`--out ${out} is the input ${input}; writing it would destroy the input, choose another --out`);
+  if (/[\\/]$/.test(out) || (existsSync(target) && statSync(target).isDirectory())) throw new UserError(`--out ${out} is a directory; name the file to write (e.g. ${join(out, 'model.onnx')})`);
   if (existsSync(target) && !force) throw new UserError(`${out} already exists; pass --force to replace it, or choose another --out`);
   mkdirSync(dirname(target), { recursive: true });
 }

@@ -1,9 +1,9 @@
 // The command line as a user meets it: help and version, one-line errors for bad input with nothing
 // written, the graphs commands, and an execution provider that is not there.
 
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { readSafetensors, writeSafetensors } from '../../src/checkpoint/safetensors.js';
 import { makeTensor, toNumbers } from '../../src/ir/tensor.js';
@@ -73,6 +73,10 @@ describe('advrun CLI', () => {
     expectUserError(runCli(['export', '--model', ck, '--format', 'onnx', '--out', exported]), /m\.onnx already exists; pass --force/);
     expect(runCli(['export', '--model', ck, '--format', 'onnx', '--out', exported, '--force']).code).toBe(0);
     expectUserError(runCli(['graphs', 'grad', '--model', exported, '--out', exported]), /is the input/);
+    // A directory (existing, or named with a trailing slash) is no output file; nothing is left behind.
+    expectUserError(runCli(['export', '--model', ck, '--format', 'onnx', '--out', dir, '--force']), /--out .* is a directory; name the file to write/);
+    expectUserError(runCli(['export', '--model', ck, '--format', 'onnx', '--out', join(dir, 'sub') + '/']), /is a directory/);
+    expect(readdirSync(dirname(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     // A checkpoint cut short inside its header is named as such (not "does not record its dataset").
     const cut = join(dir, 'cut.safetensors');
     writeFileSync(cut, before.subarray(0, 100));

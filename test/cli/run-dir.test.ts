@@ -35,6 +35,11 @@ describe('run directories', () => {
     const junk = runCli(['train', ...tiny, '--limit', '100', '--out', out, '--resume']);
     expect(junk.stderr).toMatch(/metrics\.jsonl: line 2 is not a metrics record/);
     oneLine(junk.stderr);
+    // Fewer records than the checkpoint's epochs: resuming would lose them.
+    writeFileSync(join(out, 'metrics.jsonl'), '');
+    const emptied = runCli(['train', ...tiny, '--limit', '100', '--out', out, '--resume']);
+    expect(emptied.stderr).toMatch(/metrics\.jsonl has 0 epoch records but .*checkpoint\.safetensors is after epoch 1/);
+    oneLine(emptied.stderr);
     writeFileSync(join(out, 'config.json'), '{bad');
     const bad = runCli(['train', ...tiny, '--limit', '100', '--out', out, '--resume']);
     expect(bad.code).toBe(2);

@@ -107,6 +107,9 @@ describe('grid expansion', () => {
     expect(plan.runs.map((r) => [r.train.milestones, r.train.lr])).toEqual([[[2, 6], 0.05], [[3, 5], 0.1]]);
     const numbers = expandGrid(validateSpec({ base, axes: { milestones: ['4,6', '2,6'] }, exclude: [{ milestones: [4, 6] }], eval: null, table: { rows: ['milestones'], metric: ['val_robust_acc'] } }, 't'));
     expect(numbers.runs.map((r) => r.train.milestones)).toEqual([[2, 6]]);
+    // A single milestone written as a plain number, as in axes.
+    const single = expandGrid(validateSpec({ base, axes: { milestones: [3, '2,3'] }, exclude: [{ milestones: 3 }], eval: null, table: { rows: ['milestones'], metric: ['val_robust_acc'] } }, 't'));
+    expect(single.runs.map((r) => r.train.milestones)).toEqual([[2, 3]]);
   });
 
   it('eval.* keys in exclude or overrides need an eval: section, as in axes', () => {
