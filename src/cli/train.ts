@@ -2,6 +2,7 @@
 
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { DATASET_NAMES } from '../data/index.js';
 import { archNames } from '../models/index.js';
@@ -10,7 +11,8 @@ import { train } from '../train/loop.js';
 import { trainReporter } from './progress.js';
 import { EXECUTION_PROVIDERS } from '../runtime/providers.js';
 
-export const GRAPHS_DIR = resolve(process.env.ADVRUN_GRAPHS_DIR ?? 'graphs');
+/** The generated-graph cache: <repo>/graphs (located from this module, whatever the working directory), or ADVRUN_GRAPHS_DIR. */
+export const GRAPHS_DIR = resolve(process.env.ADVRUN_GRAPHS_DIR ?? fileURLToPath(new URL('../../graphs/', import.meta.url)));
 
 function options(y: Argv) {
   return y
