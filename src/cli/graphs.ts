@@ -29,6 +29,8 @@ const gradCommand: CommandModule = {
     if (g.inputs.length === 0 || g.outputs.length === 0) throw new UserError(`${a.model} has no inputs or no outputs`);
     const image = g.inputs[0]!;
     const logits = g.outputs[0]!;
+    // The loss is built in float32 (as advrun's own graphs); a float16 model would need casts around it.
+    if (g.type(logits).dtype !== 'float32') throw new UserError(`${a.model}: its logits are ${g.type(logits).dtype}; graphs grad needs a float32 classifier (export it in float32, or cast inside the model)`);
     const b = new Builder(g);
     const batch = g.shape(logits)[0]!;
     const labels = g.addInput('labels', 'int64', [batch]);

@@ -8,7 +8,8 @@ import { describe, expect, test } from 'vitest';
 import { readSafetensors, writeSafetensors } from '../../src/checkpoint/safetensors.js';
 import { makeTensor, toNumbers } from '../../src/ir/tensor.js';
 import { CompiledGraph } from '../../src/runtime/session.js';
-import { loadOnnxFile } from '../../src/onnx/io.js';
+import { graphToModelProto, loadOnnxFile } from '../../src/onnx/io.js';
+import { newGraph } from '../../src/ir/builder.js';
 import { ROOT, runCli } from '../helpers/cli.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'advrun-cli-'));
@@ -77,6 +78,13 @@ describe('advrun CLI', () => {
     expectUserError(runCli(['export', '--model', ck, '--format', 'onnx', '--out', dir, '--force']), /--out .* is a directory; name the file to write/);
     expectUserError(runCli(['export', '--model', ck, '--format', 'onnx', '--out', join(dir, 'sub') + '/']), /is a directory/);
     expect(readdirSync(dirname(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    // A float16 classifier: graphs grad builds a float32 loss, so it says so instead of writing an invalid graph.
+    const { graph: g16, b: b16 } = newGraph('f16', 17);
+    const x16 = g16.addInput('x', 'float16', ['N', 4]);
+    g16.addInitializer('W', makeTensor('float16', [4, 3], [1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1]));
+    g16.markOutput(b16.matmul(x16, 'W'));
+    writeFileSync(join(dir, 'f16.onnx'), graphToModelProto(g16));
+    expectUserError(runCli(['graphs', 'grad', '--model', join(dir, 'f16.onnx'), '--out', join(dir, 'g16.onnx')]), /its logits are float16; graphs grad needs a float32 classifier/);
     // A checkpoint cut short inside its header is named as such (not "does not record its dataset").
     const cut = join(dir, 'cut.safetensors');
     writeFileSync(cut, before.subarray(0, 100));
