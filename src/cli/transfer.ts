@@ -9,6 +9,7 @@ import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import type { Norm } from '../attacks/types.js';
 import type { Split } from '../data/index.js';
+import { parseClassSpec } from '../data/transforms.js';
 import { checkModelFile, withArchOptions } from '../interop/load.js';
 import { SELECTION_RULE, TRANSFER_ATTACKS, parseStepSize, transferMatrix, uniqueLabels, writeTransferReport, type TransferAttack, type TransferModel } from '../methods/transfer.js';
 import { parseFraction } from '../train/config.js';
@@ -85,13 +86,25 @@ export const transferCommand: CommandModule = {
     const runtimes = new Map<string, { rt: ModelRuntime; id: string; arch: string; dataset: unknown; classes: unknown; kind: string }>();
     const info = (p: string) => runtimes.get(keyOf(p))!;
     try {
+      // A model's recorded class spec against the classes the data holds: '0-4' and '0,1,2,3,4' are the same.
+      const dataClasses = JSON.stringify([...ds.originalClassIds].sort((x, y) => x - y));
+      // No spec: every class of the dataset, i.e. as many as the model has outputs.
+      const sameClasses = (spec: string | null, modelClasses: number) => {
+        if (spec === usedClasses) return true;
+        try {
+          const ids = spec === null ? Array.from({ length: modelClasses }, (_, i) => i) : parseClassSpec(spec, Number.MAX_SAFE_INTEGER);
+          return JSON.stringify(ids) === dataClasses;
+        } catch {
+          return false; // class names: only the same spelling is recognised
+        }
+      };
       for (const p of allPaths) {
         const key = keyOf(p);
         const { rt, model } = await runtimeFromCheckpoint(p, { ds, split, arch: a, ep: a.ep, threads: a.threads });
         const extra = model.meta?.extra ?? {};
         runtimes.set(key, { rt, id: model.sha256, arch: model.spec.arch, dataset: extra.dataset ?? null, classes: extra.classes ?? null, kind: model.kind });
         const cls = (extra.classes as string | null | undefined) ?? null;
-        if (model.kind === 'advrun' && cls !== usedClasses) warn(`${p} was trained on classes ${cls ?? 'all'} but the data uses classes ${usedClasses ?? 'all'}`);
+        if (model.kind === 'advrun' && !sameClasses(cls, model.spec.numClasses)) warn(`${p} was trained on classes ${cls ?? 'all'} but the data uses classes ${usedClasses ?? 'all'}`);
       }
       const labels = uniqueLabels(allPaths);
       const labelOf = (p: string) => labels[allPaths.indexOf(firstPath.get(keyOf(p))!)]!;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { Bim } from '../../src/attacks/bim.js';
-import { saveCheckpoint } from '../../src/checkpoint/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint } from '../../src/checkpoint/checkpoint.js';
 import { runtimeFromCheckpoint } from '../../src/cli/load-model.js';
 import { batches, loadDataset, type Dataset } from '../../src/data/index.js';
 import { parseStepSize, transferMatrix, uniqueLabels, type TransferModel } from '../../src/methods/transfer.js';
@@ -141,6 +141,15 @@ describe('advrun transfer', () => {
 });
 
 describe('helpers', () => {
+  test("a model's class spec is compared by the classes it names: '0,1,...,9' trained, --classes 0-9 used, no warning", () => {
+    const ck = loadCheckpoint(A);
+    const spelled = join(dir, 'spelled.safetensors');
+    saveCheckpoint(spelled, ck.state, { ...ck.meta, extra: { ...ck.meta.extra, classes: '0,1,2,3,4,5,6,7,8,9' } });
+    const r = runCli(['transfer', '--surrogates', spelled, '--targets', B, '--classes', '0-9', '--n', '10', '--steps', '1', '--out', join(dir, 'spelled'), '--json'], { ADVRUN_GRAPHS_DIR: graphsDir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).warnings.filter((w: string) => /trained on classes/.test(w))).toEqual([]);
+  });
+
   test('step sizes: numbers, fractions and multiples of eps', () => {
     const eps = 4 / 255;
     expect(parseStepSize('eps/10', eps)).toBeCloseTo(eps / 10, 15);
