@@ -104,6 +104,8 @@ export const transferCommand: CommandModule = {
         const extra = model.meta?.extra ?? {};
         runtimes.set(key, { rt, id: model.sha256, arch: model.spec.arch, dataset: extra.dataset ?? null, classes: extra.classes ?? null, kind: model.kind });
         const cls = (extra.classes as string | null | undefined) ?? null;
+        const trainedOn = extra.dataset as string | undefined;
+        if (model.kind === 'advrun' && trainedOn && trainedOn !== choice.dataset) warn(`${p} was trained on ${trainedOn} but the data is ${choice.dataset}`);
         if (model.kind === 'advrun' && !sameClasses(cls, model.spec.numClasses)) warn(`${p} was trained on classes ${cls ?? 'all'} but the data uses classes ${usedClasses ?? 'all'}`);
       }
       const labels = uniqueLabels(allPaths);

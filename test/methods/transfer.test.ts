@@ -148,6 +148,12 @@ describe('helpers', () => {
     const r = runCli(['transfer', '--surrogates', spelled, '--targets', B, '--classes', '0-9', '--n', '10', '--steps', '1', '--out', join(dir, 'spelled'), '--json'], { ADVRUN_GRAPHS_DIR: graphsDir });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).warnings.filter((w: string) => /trained on classes/.test(w))).toEqual([]);
+    // A model trained on another dataset is named.
+    const other = join(dir, 'other.safetensors');
+    saveCheckpoint(other, ck.state, { ...ck.meta, extra: { ...ck.meta.extra, dataset: 'fashion-mnist' } });
+    const r2 = runCli(['transfer', '--surrogates', A, '--targets', other, '--n', '10', '--steps', '1', '--out', join(dir, 'other'), '--json'], { ADVRUN_GRAPHS_DIR: graphsDir });
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(JSON.parse(r2.stdout).warnings.join('\n')).toMatch(/other\.safetensors was trained on fashion-mnist but the data is fashion-mnist-mini/);
   });
 
   test('step sizes: numbers, fractions and multiples of eps', () => {
