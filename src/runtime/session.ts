@@ -49,8 +49,17 @@ const ORT_DTYPE: Record<DType, ort.Tensor.Type> = {
   float32: 'float32', float64: 'float64', float16: 'float16', int64: 'int64', int32: 'int32', int8: 'int8', uint8: 'uint8', bool: 'bool',
 };
 
+/** Probe results, once per provider and process: --ep cuda/webgpu asks again for every session it creates. */
+const probes = new Map<string, Promise<{ ok: boolean; reason?: string }>>();
+
 /** Providers this onnxruntime-node build can actually create a session with. */
-export async function providerWorks(ep: 'cpu' | 'cuda' | 'webgpu'): Promise<{ ok: boolean; reason?: string }> {
+export function providerWorks(ep: 'cpu' | 'cuda' | 'webgpu'): Promise<{ ok: boolean; reason?: string }> {
+  let p = probes.get(ep);
+  if (!p) probes.set(ep, (p = probeProvider(ep)));
+  return p;
+}
+
+async function probeProvider(ep: 'cpu' | 'cuda' | 'webgpu'): Promise<{ ok: boolean; reason?: string }> {
   const listed = ort.listSupportedBackends().find((b) => b.name === ep);
   if (!listed) return { ok: false, reason: `onnxruntime-node ${ort.env.versions.node} on this platform has no ${ep} provider` };
   // A one-node model: creating a session is the only reliable availability check.

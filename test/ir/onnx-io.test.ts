@@ -133,6 +133,11 @@ describe('shape inference edge cases', () => {
     expect(g.shape(b.reshape(x, [-1, 6]))).toEqual(['N', 6]); // one symbol, the rest static: it passes through
     const shapeFrom1 = g.addNode('Shape', [x], { start: 1 })[0]!;
     expect(g.shape(shapeFrom1)).toEqual([2]);
+    // A shape-valued input taken from Shape(y): y's dims (symbolic ones too), sliced by start/end.
+    const flat = g.addInput('flat', 'float32', ['N', 6]);
+    expect(g.shape(b.op('Reshape', [flat, b.op('Shape', [x])]))).toEqual(['N', 2, 3]);
+    expect(g.shape(b.op('Reshape', [g.addInput('six', 'float32', [6]), shapeFrom1]))).toEqual([2, 3]);
+    expect(g.shape(b.op('ConstantOfShape', [b.op('Shape', [x])]))).toEqual(['N', 2, 3]);
     const col = g.addInput('col', 'float32', [3, 1]), row = g.addInput('row', 'float32', [1, 4]);
     expect(g.shape(b.op('Expand', [col, b.op('Shape', [row])]))).toEqual([3, 4]);
     const img = g.addInput('img', 'float32', ['N', 2, 5, 5]), w = g.addInput('w', 'float32', [2, 3, 3, 3]);

@@ -24,6 +24,26 @@ function constInput(ctx: ShapeContext, i: number): number[] | undefined {
 const norm = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
 
 /**
+ * The dims a shape-valued input i holds, symbolic ones included, when that input is Shape(y) (with
+ * start/end: the slice of y's dims). Reshape, Expand and ConstantOfShape take their targets this way
+ * when the target is not a constant (a cotangent put back into its input's shape, zeros_like).
+ */
+function shapeOfShapeInput(ctx: ShapeContext, i: number): Dim[] | undefined {
+  const src = ctx.graph.producer(ctx.node.inputs[i]!);
+  if (src?.op !== 'Shape') return undefined;
+  const s = ctx.graph.type(src.inputs[0]!).shape;
+  if (!s) return undefined;
+  const [start, end] = shapeRange(src, s.length);
+  return s.slice(start, end);
+}
+
+/** Shape's start/end (opset 15): negative values count from the end, both clamped to [0, rank]. */
+function shapeRange(node: ShapeContext['node'], rank: number): [number, number] {
+  const at = (v: number) => Math.min(rank, Math.max(0, v < 0 ? v + rank : v));
+  return [at(attrInt(node, 'start', 0)), at(attrInt(node, 'end', rank))];
+}
+
+/**
  * Product of dims: a number when all are static; a symbol when it is the only factor besides 1s; else
  * `fresh` (a new symbol: N*2 or N*M is no dimension the graph already names).
  */
@@ -40,12 +60,8 @@ registerShape('Reshape', (ctx) => {
   const target = constInput(ctx, 1);
   const dtype = input(ctx, 0).dtype;
   if (!target) {
-    // Reshape(v, Shape(y)): y's shape, symbolic dims included (how a cotangent is put back into its input's shape).
-    const src = ctx.graph.producer(ctx.node.inputs[1]!);
-    if (src?.op === 'Shape' && !src.attrs.start && !src.attrs.end) {
-      const s = ctx.graph.type(src.inputs[0]!).shape;
-      if (s) return [{ dtype, shape: [...s] }];
-    }
+    const dims = shapeOfShapeInput(ctx, 1);
+    if (dims && !dims.some((d) => d === 0 || d === -1)) return [{ dtype, shape: dims }];
     const len = input(ctx, 1).shape?.[0];
     return [{ dtype, shape: typeof len === 'number' ? Array.from({ length: len }, (_, i) => `${ctx.node.outputs[0]}_d${i}`) : null }];
   }
@@ -195,10 +211,8 @@ registerShape(['ArgMax', 'ArgMin'], (ctx) => {
 });
 
 registerShape('Shape', (ctx) => {
-  // start/end (opset 15) select a range of dims, negative values counting from the end, clamped.
-  const r = shapeOf(ctx, 0).length;
-  const at = (v: number) => Math.min(r, Math.max(0, v < 0 ? v + r : v));
-  return [{ dtype: 'int64', shape: [Math.max(0, at(attrInt(ctx.node, 'end', r)) - at(attrInt(ctx.node, 'start', 0)))] }];
+  const [start, end] = shapeRange(ctx.node, shapeOf(ctx, 0).length);
+  return [{ dtype: 'int64', shape: [Math.max(0, end - start)] }];
 });
 registerShape('Size', () => [{ dtype: 'int64', shape: [] }]);
 
@@ -226,25 +240,17 @@ registerShape('ConstantOfShape', (ctx) => {
   const v = ctx.node.attrs.value;
   const dtype = v?.type === 'tensor' ? v.value.dtype : 'float32';
   if (dims) return [{ dtype, shape: dims }];
-  const src = ctx.graph.producer(ctx.node.inputs[0]!);
   // ConstantOfShape(Shape(x)) is the usual zeros_like: it keeps x's (possibly symbolic) shape.
-  if (src?.op === 'Shape' && !src.attrs.start && !src.attrs.end) return [{ dtype, shape: ctx.graph.type(src.inputs[0]!).shape }];
+  const like = shapeOfShapeInput(ctx, 0);
+  if (like) return [{ dtype, shape: like }];
   const len = input(ctx, 0).shape?.[0];
   return [{ dtype, shape: typeof len === 'number' ? Array.from({ length: len }, (_, i) => `${ctx.node.outputs[0]}_d${i}`) : null }];
 });
 
 registerShape('Expand', (ctx) => {
   const x = shapeOf(ctx, 0);
-  const target = constInput(ctx, 1);
-  if (!target) {
-    const src = ctx.graph.producer(ctx.node.inputs[1]!);
-    if (src?.op === 'Shape' && !src.attrs.start && !src.attrs.end) {
-      const s = ctx.graph.type(src.inputs[0]!).shape;
-      if (s) return [{ dtype: input(ctx, 0).dtype, shape: expandedShape(x, s) }];
-    }
-    return [{ dtype: input(ctx, 0).dtype, shape: null }];
-  }
-  return [{ dtype: input(ctx, 0).dtype, shape: expandedShape(x, target) }];
+  const target = constInput(ctx, 1) ?? shapeOfShapeInput(ctx, 1);
+  return [{ dtype: input(ctx, 0).dtype, shape: target ? expandedShape(x, target) : null }];
 });
 
 /** Expand's output: x and the target shape broadcast together (a 1 in the target keeps x's size). */
