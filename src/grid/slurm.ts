@@ -122,21 +122,27 @@ export interface TaskState {
   reason?: string;
 }
 
+/** The array tasks of these submissions that squeue still lists: submission, array index, state. */
+function queuedTasks(jobs: SlurmSubmission[]): { job: SlurmSubmission; task: number; state: string; reason?: string }[] {
+  if (!jobs.length) return [];
+  const byId = new Map(jobs.map((j) => [j.job_id, j]));
+  // All of this user's jobs rather than -j: squeue fails on ids it has already forgotten.
+  const text = slurmTool('squeue', ['-h', '-r', '--me', '-o', '%i|%T|%R']);
+  return text.split('\n').flatMap((line) => {
+    const [id, state, reason] = line.trim().split('|');
+    const m = /^(\d+)_(\d+)$/.exec(id ?? '');
+    const job = m ? byId.get(m[1]!) : undefined;
+    return job ? [{ job, task: Number(m![2]), state: state!, reason }] : [];
+  });
+}
+
 /** Array tasks of our jobs still known to squeue, by grid index (the latest submission wins). */
 export function slurmQueue(jobs: SlurmSubmission[]): Map<number, TaskState> {
   const out = new Map<number, TaskState>();
-  if (!jobs.length) return out;
-  const ours = new Set(jobs.map((j) => j.job_id));
-  // All of this user's jobs rather than -j: squeue fails on ids it has already forgotten.
-  const text = slurmTool('squeue', ['-h', '-r', '--me', '-o', '%i|%T|%R']);
   const order = new Map(jobs.map((j, i) => [j.job_id, i]));
-  for (const line of text.split('\n')) {
-    const [id, state, reason] = line.trim().split('|');
-    const m = /^(\d+)_(\d+)$/.exec(id ?? '');
-    if (!m || !ours.has(m[1]!)) continue;
-    const index = Number(m[2]);
-    const prev = out.get(index);
-    if (!prev || order.get(m[1]!)! > order.get(prev.job_id)!) out.set(index, { job_id: m[1]!, state: state!, reason });
+  for (const { job, task, state, reason } of queuedTasks(jobs)) {
+    const prev = out.get(task);
+    if (!prev || order.get(job.job_id)! > order.get(prev.job_id)!) out.set(task, { job_id: job.job_id, state, reason });
   }
   return out;
 }
@@ -162,14 +168,9 @@ export function slurmAccounting(jobs: SlurmSubmission[]): Map<number, TaskState>
 /** Ids of the runs whose array task (of any of these submissions) squeue still lists, queued or running. */
 export function queuedRunIds(jobs: SlurmSubmission[]): Set<string> {
   const out = new Set<string>();
-  if (!jobs.length) return out;
-  const byJob = new Map(jobs.map((j) => [j.job_id, j]));
-  const text = slurmTool('squeue', ['-h', '-r', '--me', '-o', '%i']);
-  for (const line of text.split('\n')) {
-    const m = /^(\d+)_(\d+)$/.exec(line.trim());
-    const job = m ? byJob.get(m[1]!) : undefined;
-    const at = job ? job.indices.indexOf(Number(m![2])) : -1;
-    if (job?.ids && at >= 0) out.add(job.ids[at]!);
+  for (const { job, task } of queuedTasks(jobs)) {
+    const at = job.indices.indexOf(task);
+    if (job.ids && at >= 0) out.add(job.ids[at]!);
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // conversion to advrun's tensors: every floating type becomes float32 (advrun's models are float32),
 // integers become int64.
 
-import { makeTensor, numel, type Tensor } from '../ir/tensor.js';
+import { halfToFloat, makeTensor, numel, type Tensor } from '../ir/tensor.js';
 import type { StorageDType } from './pickle.js';
 
 export interface RawTensor {
@@ -13,14 +13,6 @@ export interface RawTensor {
 
 export const isFloatDType = (d: StorageDType) => d === 'float32' || d === 'float64' || d === 'float16' || d === 'bfloat16';
 
-/** IEEE half -> number. */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f, m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 const bf16 = new Uint32Array(1);
 const bf16f = new Float32Array(bf16.buffer);

@@ -79,6 +79,15 @@ function toInt64(v: number | bigint): bigint {
 const f32 = new Float32Array(1);
 const f32Bits = new Uint32Array(f32.buffer);
 
+/** IEEE half bit pattern -> number. */
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
 /** IEEE single -> half bit pattern, rounding to nearest even (overflow to infinity, underflow to zero). */
 export function floatToHalf(v: number): number {
   f32[0] = v;

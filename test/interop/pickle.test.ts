@@ -6,9 +6,8 @@ import { describe, expect, test } from 'vitest';
 import { decodeForeignState, findStateDict, readForeignState } from '../../src/interop/state-dict.js';
 import { PyDict, PyTuple, restrictedUnpickle, TensorRef } from '../../src/interop/pickle.js';
 import { decodeTorchFile, encodeTorchStateDict } from '../../src/interop/torch-file.js';
-import { halfToFloat } from '../../src/interop/raw-tensor.js';
 import { writeZip, ZipReader } from '../../src/interop/zip.js';
-import { makeTensor, toNumbers } from '../../src/ir/tensor.js';
+import { floatToHalf, halfToFloat, makeTensor, toNumbers } from '../../src/ir/tensor.js';
 import { isUserFacing, UserError } from '../../src/util/errors.js';
 import { fix, tempDir } from './helpers.js';
 
@@ -147,6 +146,8 @@ describe('torch.save files', () => {
     expect(() => decodeForeignState(noTensors, 'empty.pt')).toThrow(/holds no state_dict \(top-level keys: epoch\)/);
     expect(halfToFloat(0x3c00)).toBe(1);
     expect(halfToFloat(0x0001)).toBe(2 ** -24);
+    // The two directions agree: every finite half survives float -> half -> float.
+    for (let h = 0; h < 0x7c00; h += 97) expect(floatToHalf(halfToFloat(h))).toBe(h);
     rmSync(dir, { recursive: true, force: true });
   });
 });
