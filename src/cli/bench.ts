@@ -20,7 +20,7 @@ import { nchwcBlockSize, nchwcWanted } from '../runtime/nchwc.js';
 import { modelProtoToGraph } from '../onnx/io.js';
 import { formatProfile, producerNames, readProfile, type ProfileSummary } from '../runtime/profile.js';
 import { sgdConfig } from '../train/optimizer.js';
-import { modelSpecFrom, withModelOptions, withOptimizerOptions } from './options.js';
+import { modelSpecFrom, wholeNumber, withModelOptions, withOptimizerOptions } from './options.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TORCH_PYTHON = '/usr/bin/python3';
@@ -119,7 +119,7 @@ export const benchCommand: CommandModule = {
     .option('eval-batch', { type: 'number', default: 500 })
     .option('iters', { type: 'number', default: 10 })
     .option('warmup', { type: 'number', default: 2 })
-    .option('threads', { type: 'number', describe: 'threads for both engines (default: all cores)' })
+    .option('threads', { type: 'number', describe: 'threads for both engines (default: all cores)', coerce: wholeNumber('threads', 0) })
     .option('torch', { type: 'boolean', default: true, describe: 'also run the PyTorch counterpart (--no-torch to skip)' })
     .option('attack-steps', { type: 'number', default: 10, describe: 'attack steps per model state (PGD-10: 10); the compiled-state session rebuild is spread over them' })
     .option('profile', { type: 'string', describe: 'after timing, rerun each step with ONNX Runtime\'s profiler and summarise kernel time by op type and forward/backward/update; traces go to this directory ("" = a temp dir)' })

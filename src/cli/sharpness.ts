@@ -2,6 +2,7 @@
 // the mean CE over a fixed subset of training images, BN in eval mode, w.r.t. all parameters
 // (see src/methods/sharpness.ts).
 
+import { wholeNumber } from './options.js';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
@@ -38,7 +39,7 @@ export const sharpnessCommand: CommandModule = {
     .option('batch-size', { type: 'number', default: 128 })
     .option('out', { type: 'string', describe: 'also write the result JSON to this file' })
     .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const })
-    .option('threads', { type: 'number', default: 0 })
+    .option('threads', { type: 'number', default: 0, coerce: wholeNumber('threads', 0) })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
   handler: async (argv) => {
     const a = argv as any;

@@ -1,5 +1,6 @@
 // `advrun train`: adversarial (or standard) training of a built-in architecture on a dataset.
 
+import { wholeNumber } from './options.js';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,7 +59,7 @@ function options(y: Argv) {
     .option('val-limit', { type: 'number', describe: 'validation examples evaluated per epoch (500)' })
     .option('seed', { type: 'number' })
     .option('ep', { choices: EXECUTION_PROVIDERS, describe: 'execution provider' })
-    .option('threads', { type: 'number', describe: 'ONNX Runtime intra-op threads (0 = all cores)' })
+    .option('threads', { type: 'number', describe: 'ONNX Runtime intra-op threads (0 = all cores)', coerce: wholeNumber('threads', 0) })
     .option('out', { type: 'string', demandOption: true, describe: 'run directory' })
     .option('resume', { type: 'boolean', default: false, describe: 'continue an interrupted run in --out' })
     .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON; no progress output' });

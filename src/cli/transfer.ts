@@ -3,6 +3,7 @@
 // first n examples of the split that every target classifies correctly. Writes transfer.csv,
 // transfer.md and transfer.json into --out.
 
+import { wholeNumber } from './options.js';
 import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
@@ -51,7 +52,7 @@ export const transferCommand: CommandModule = {
     .option('batch-size', { type: 'number', default: 256 })
     .option('out', { type: 'string', demandOption: true, describe: 'directory for transfer.csv, transfer.md and transfer.json' })
     .option('ep', { choices: EXECUTION_PROVIDERS, default: 'cpu' as const })
-    .option('threads', { type: 'number', default: 0 })
+    .option('threads', { type: 'number', default: 0, coerce: wholeNumber('threads', 0) })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object (also written to transfer.json)' }),
   handler: async (argv) => {
     const a = argv as any;

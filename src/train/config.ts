@@ -181,6 +181,7 @@ export function resolveTrainConfig(raw: RawTrainConfig): TrainConfig {
   const positiveInts: (keyof TrainConfig)[] = ['epochs', 'batchSize', 'steps', 'valLimit'];
   for (const k of positiveInts) if (!Number.isInteger(cfg[k]) || (cfg[k] as number) < 1) throw new UserError(`--${kebab(k)} must be a positive integer, got ${cfg[k]}`);
   if (!(cfg.lr > 0)) throw new UserError(`--lr must be positive, got ${cfg.lr}`);
+  if (!Number.isInteger(cfg.threads) || cfg.threads < 0) throw new UserError(`--threads must be a whole number >= 0, got ${cfg.threads}`); // config files skip the option's own check
   sgdConfig(cfg); // validates momentum, nesterov and weight decay (one-line errors); the loop builds its own later
   if (!clean && eps === 0) throw new UserError(`--method ${cfg.method} needs --eps > 0`);
   if (FINE_TUNE_METHODS.includes(cfg.method) && !cfg.init) throw new UserError(`--method ${cfg.method} fine-tunes a pre-trained model: pass --init CHECKPOINT`);

@@ -47,13 +47,20 @@ describe('run directories', () => {
     oneLine(bad.stderr);
   });
 
-  test('a run that cannot start (bad --threads) leaves no run behind: the corrected command works', () => {
+  test('a run that cannot start (no WebGPU adapter) leaves no run behind: the corrected command works', (ctx) => {
     const out = join(mkdtempSync(join(tmpdir(), 'advrun-rundir-')), 'r');
-    const bad = runCli(['train', ...tiny, '--limit', '100', '--threads', '-3', '--out', out]);
+    const bad = runCli(['train', ...tiny, '--limit', '100', '--ep', 'webgpu', '--out', out]);
+    if (bad.code === 0) ctx.skip('this machine has a WebGPU adapter');
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/--threads must be a whole number >= 0/);
+    expect(bad.stderr).toMatch(/--ep webgpu is not available/);
     oneLine(bad.stderr);
-    expect(existsSync(join(out, 'config.json'))).toBe(false);
+    expect(existsSync(out)).toBe(false); // not even the directory
+    // --threads is checked before anything is read or made, on the command line and in a config file.
+    expect(runCli(['train', ...tiny, '--threads', '-3', '--out', out]).stderr).toMatch(/--threads must be a whole number >= 0, got -3 \(see `advrun train --help`\)/);
+    const cfg = join(mkdtempSync(join(tmpdir(), 'advrun-rundir-')), 'c.yaml');
+    writeFileSync(cfg, 'threads: 1.5\n');
+    expect(runCli(['train', ...tiny, '--config', cfg, '--out', out]).stderr).toMatch(/--threads must be a whole number >= 0, got 1\.5/);
+    expect(existsSync(out)).toBe(false);
     expect(runCli(['train', ...tiny, '--limit', '100', '--out', out]).code).toBe(0);
   });
 });
