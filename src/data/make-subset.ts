@@ -12,7 +12,8 @@ import { UserError, isUserFacing } from '../util/errors.js';
 import { FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM_DIR, fashionFiles, findIdx, type FashionFile } from './fashion-mnist.js';
 import { encodeIdx, maybeGunzip, parseIdx } from './idx.js';
 import { selectBalanced, MINI_DIR, type MiniManifest } from './mini.js';
-import { displayPath, writeFileAtomic } from './paths.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { displayPath } from './paths.js';
 import { sha256Hex } from '../util/hash.js';
 
 export interface MakeSubsetOptions {
@@ -80,10 +81,10 @@ export async function makeSubset(o: MakeSubsetOptions = {}): Promise<MiniManifes
   }
   for (const [name, bytes] of outputs) {
     manifest.files[name] = { sha256: sha256Hex(bytes), bytes: bytes.length };
-    await writeFileAtomic(path.join(out, name), bytes);
+    writeFileAtomic(path.join(out, name), bytes);
   }
   // The manifest goes last: a loader only trusts files the manifest vouches for.
-  await writeFileAtomic(path.join(out, 'manifest.json'), `${compactNumberArrays(JSON.stringify(manifest, null, 2))}\n`);
+  writeFileAtomic(path.join(out, 'manifest.json'), `${compactNumberArrays(JSON.stringify(manifest, null, 2))}\n`);
   return manifest;
 }
 

@@ -1,4 +1,4 @@
-// Where the repo keeps datasets, how to show paths in one-line errors, and atomic file helpers.
+// Where the repo keeps datasets, how to show paths in one-line errors, and temp-file names.
 
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -47,16 +47,3 @@ export async function exists(p: string): Promise<boolean> {
 export function tempSibling(p: string): string {
   return `${p}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
 }
-
-/** Write via temp file + rename so readers never see a half-written file. */
-export async function writeFileAtomic(p: string, data: Uint8Array | string): Promise<void> {
-  await fsp.mkdir(path.dirname(p), { recursive: true });
-  const tmp = tempSibling(p);
-  try {
-    await fsp.writeFile(tmp, data);
-    await fsp.rename(tmp, p);
-  } finally {
-    await fsp.rm(tmp, { force: true });
-  }
-}
-
