@@ -7,7 +7,7 @@ import { closest } from 'fastest-levenshtein';
 import { defaultRandomStart } from '../attacks/index.js';
 import { DATASET_NAMES } from '../data/index.js';
 import { archNames, parseActivation } from '../models/index.js';
-import { parseFraction, resolveTrainConfig, type TrainConfig } from '../train/config.js';
+import { parseFraction, parseNumberList, resolveTrainConfig, type TrainConfig } from '../train/config.js';
 import { sha256Hex } from '../util/hash.js';
 import { UserError } from '../util/errors.js';
 import { displayKey, kindOf, type Flat, type GridSpec } from './spec.js';
@@ -104,8 +104,7 @@ function matches(flat: Flat, cond: Flat): boolean {
     const actual = flat[k];
     if (Array.isArray(actual)) {
       const options = Array.isArray(v) && !v.every((x) => typeof x === 'number') ? v : [v];
-      const asList = (x: unknown) => (typeof x === 'string' ? x.split(',').map((s) => Number(s.trim())) : typeof x === 'number' ? [x] : x);
-      return options.some((x) => canonicalJson(asList(x)) === canonicalJson(actual));
+      return options.some((x) => canonicalJson(parseNumberList(x as string | number | number[], displayKey(k))) === canonicalJson(actual));
     }
     return (Array.isArray(v) ? v : [v]).some((x) => same(actual, normalise(k, x)));
   });
