@@ -363,8 +363,8 @@ async function runSat(o: ReproduceOptions, plan: ReproductionPlan): Promise<Omit
   const relu = rows[0]!.cells;
   const smooth = rows.slice(1, SAT_ACTIVATIONS.length);
   const versusRelu = (what: 'robust' | 'clean', c: 'higher' | 'lower') => smooth.filter((r) => compareCells(r.cells[what], relu[what]) === c).length;
-  const holds = satVerdict(smooth.length, versusRelu('robust', 'higher'), versusRelu('robust', 'lower'), versusRelu('clean', 'lower'));
   const robustBetter = versusRelu('robust', 'higher'), cleanWorse = versusRelu('clean', 'lower');
+  const holds = satVerdict(smooth.length, robustBetter, versusRelu('robust', 'lower'), cleanWorse);
   const gq = GRADIENT_QUALITY.map((v, i) => {
     const r = rows[SAT_ACTIVATIONS.length + i]!.cells;
     return `${v}: robust ${than(compareCells(r.robust, relu.robust))} ReLU, clean ${than(compareCells(r.clean, relu.clean))} ReLU`;

@@ -6,7 +6,9 @@
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { argmaxCorrect, gatherCorrect } from '../attacks/common.js';
+import { argmaxCorrect } from '../attacks/common.js';
+import { createAttack } from '../attacks/index.js';
+import { evaluate, type EvaluateOptions } from '../eval/evaluate.js';
 import { FgsmRs } from '../attacks/fgsm.js';
 import { Pgd } from '../attacks/pgd.js';
 import type { Attack, AttackModel } from '../attacks/types.js';
@@ -16,7 +18,7 @@ import { decodeForeignState, normalizerMismatch, withoutWrapperPrefixes } from '
 import { importedState, importOnnx } from '../interop/onnx-import.js';
 import { ensureImportedArtifacts } from '../interop/imported-artifacts.js';
 import type { ImportedCheckpointSource } from '../interop/load.js';
-import { defaultAugment, loadDataset, numBatches, readRange, streamBatches, type Dataset } from '../data/index.js';
+import { defaultAugment, loadDataset, numBatches, streamBatches, type Dataset } from '../data/index.js';
 import { deriveSeed } from '../data/seeds.js';
 import { buildModel, parseActivation, type ModelSpec } from '../models/index.js';
 import { UserError } from '../util/errors.js';
@@ -210,32 +212,23 @@ export function accuracy(logits: Float32Array, y: Int32Array, k: number): number
   return argmaxCorrect(logits, y, k).reduce((a, v) => a + v, 0);
 }
 
-/** The per-epoch validation attack: PGD at the training eps with --val-steps steps and the run's seed. */
-function validationAttack(cfg: TrainConfig): Pgd | undefined {
-  return cfg.eps > 0 ? new Pgd({ eps: cfg.eps, norm: 'linf', steps: cfg.valSteps, randomStart: true, seed: cfg.seed }) : undefined;
+/**
+ * The per-epoch validation, computed as `advrun eval` computes accuracy: clean, and PGD at the training eps with
+ * --val-steps steps and the run's seed (fixed, so epochs are comparable) on the clean-correct examples of the
+ * first --val-limit validation images.
+ */
+function validationOptions(cfg: TrainConfig): EvaluateOptions {
+  return { attack: cfg.eps > 0 ? 'pgd' : null, eps: cfg.eps, norm: 'linf', steps: cfg.valSteps, randomStart: true, seed: cfg.seed, batchSize: cfg.batchSize, limit: cfg.valLimit, sanityChecks: false };
 }
 
-/**
- * Clean and PGD accuracy on (a prefix of) a dataset; the PGD seed is fixed so epochs are comparable. As in
- * `advrun eval`, only clean-correct examples are attacked (a misclassified one is never robust), each with the
- * random start of its position in the dataset.
- */
+function valAttackSettings(cfg: TrainConfig): Record<string, unknown> {
+  const o = validationOptions(cfg);
+  return o.attack ? createAttack(o.attack, o).settings() : { attack: null };
+}
+
 export async function validate(model: AttackModel, ds: Dataset, cfg: TrainConfig): Promise<{ clean: number; robust: number | null }> {
-  const n = Math.min(cfg.valLimit, ds.n);
-  const per = ds.channels * ds.height * ds.width;
-  const count = (flags: Uint8Array) => flags.reduce((a, v) => a + v, 0);
-  let clean = 0, robust = 0;
-  const attack = validationAttack(cfg);
-  for (let s = 0; s < n; s += cfg.batchSize) {
-    const m = Math.min(cfg.batchSize, n - s);
-    const x = await readRange(ds, s, m);
-    const y = ds.labels.subarray(s, s + m);
-    const correct = argmaxCorrect(await model.logits(x, m), y, ds.numClasses);
-    clean += count(correct);
-    const c = attack ? gatherCorrect(x, y, correct, per) : undefined;
-    if (attack && c && c.idx.length > 0) robust += count((await attack.run(model, c.x, c.y, c.idx.length, c.idx.map((i) => s + i))).robust);
-  }
-  return { clean: clean / n, robust: attack ? robust / n : null };
+  const r = await evaluate(model, ds, validationOptions(cfg));
+  return { clean: r.clean_acc, robust: r.robust_acc };
 }
 
 export interface TrainOutcome {
@@ -343,7 +336,7 @@ export async function train(cfg: TrainConfig, opts: { out: string; resume?: bool
     kind: 'train', method: cfg.method, dataset: cfg.dataset, arch: cfg.arch, activation: cfg.activation,
     epochs: cfg.epochs, seed: cfg.seed, attack: cfg.eps === 0 ? null : { norm: 'linf', eps: cfg.eps, alpha: cfg.alpha, steps: cfg.steps, random_start_prob: cfg.randomStartProb ?? 1, bn_mode: 'eval', smooth_backward: cfg.smoothBackward },
     method_settings: methodSettings(cfg),
-    final: { val_clean_acc: last.val_clean_acc, val_robust_acc: last.val_robust_acc, val_attack: { ...(validationAttack(cfg)?.settings() ?? { attack: null }), n: Math.min(cfg.valLimit, valSet.n) } },
+    final: { val_clean_acc: last.val_clean_acc, val_robust_acc: last.val_robust_acc, val_attack: { ...valAttackSettings(cfg), n: Math.min(cfg.valLimit, valSet.n) } },
     best_epoch: best.epoch, checkpoint: files.checkpoint, best_checkpoint: files.best, train_seconds: seconds, ...provenance(),
   }, null, 2));
   return { files, metrics, bestEpoch: best.epoch, seconds };
