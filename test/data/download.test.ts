@@ -132,3 +132,28 @@ describe('CIFAR-10 download', () => {
     expect(await listFiles(cache)).toEqual([]);
   });
 });
+
+describe('servers that encode the body', () => {
+  test('the request asks for the bytes as they are; a gzip Content-Encoding anyway is judged by the checksum alone', async () => {
+    const { createServer } = await import('node:http');
+    const { downloadVerified } = await import('../../src/data/download.js');
+    const body = Buffer.from('the archive bytes '.repeat(500));
+    const encoded = gzipSync(body);
+    let asked: string | undefined;
+    const srv = createServer((req, res) => {
+      asked = req.headers['accept-encoding'] as string | undefined;
+      res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': String(encoded.length) });
+      res.end(encoded);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const dest = path.join(root, 'encoded', 'file.bin');
+      await downloadVerified(`http://127.0.0.1:${port}/file.bin`, dest, { sha256: sha256(body) });
+      expect(asked).toBe('identity');
+      expect(Buffer.from(await fsp.readFile(dest)).equals(body)).toBe(true);
+    } finally {
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  });
+});
