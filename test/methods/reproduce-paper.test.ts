@@ -145,3 +145,12 @@ describe('SAT verdict', () => {
     expect(satVerdict(6, 0, 0, 0)).toBe('within noise');
   });
 });
+
+describe("the repository's copy of the papers' reference numbers", () => {
+  test('equals ../shared/papers/reference-numbers.json where that exists', (ctx) => {
+    const shared = join(import.meta.dirname, '..', '..', '..', 'shared', 'papers', 'reference-numbers.json');
+    if (!existsSync(shared)) ctx.skip('no ../shared/papers beside this checkout');
+    const copy = join(import.meta.dirname, '..', '..', 'src', 'methods', 'reference-numbers.json');
+    expect(JSON.parse(readFileSync(copy, 'utf8'))).toEqual(JSON.parse(readFileSync(shared, 'utf8')));
+  });
+});
